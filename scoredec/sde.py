@@ -78,7 +78,7 @@ def fourier_features(t: Tensor, freqs: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 def time_grid(steps: int, sde: VPSDE = VPSDE(), t_start: float = 1.0, t_end: float = T_MIN,
-              spacing: str = "time_uniform") -> Tensor:
+              spacing: str = "logSNR") -> Tensor:
     """steps + 1 decreasing times from t_start to t_end (float64). spacing: time_uniform | logSNR."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

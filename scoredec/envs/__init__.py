@@ -1,0 +1,1 @@
+"""Environments: the multimodal bandit, the vectorized MPE tasks (and MaMuJoCo, optional)."""

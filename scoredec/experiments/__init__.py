@@ -1,0 +1,1 @@
+"""Small studies run by the CLI: the multimodal bandit."""

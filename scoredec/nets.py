@@ -1,0 +1,204 @@
+"""Networks: score networks (resnet, compact), critics and actors, stacked over models.
+
+Every network here is a *stack* of m independent models of the same shape that run in one
+batched matmul per layer (weights [m, in, out], inputs [m, B, in]). The n per-agent score
+models, the twin Q heads and the n actors are each one stack, so the reference PyTorch path
+already issues one launch per layer for all agents; the fused kernels replace those launches.
+
+Models whose inputs are narrower than the stack's (an agent with a shorter condition prefix,
+a smaller observation) get an input mask: the masked rows of the first weight are multiplied
+by zero in the forward pass, so they receive no gradient and the model is exactly the narrower
+network (tests compare each stack against separate float64 per-model networks).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scoredec import sde
+
+# Architecture constants of the reference score network (DESIGN.md 1.3).
+TIME_HIDDEN = 64        # Fourier features -> Linear 32->64 -> ReLU -> Linear 64->64
+INPUT_EMBED = 32        # Linear([x_t, c] -> 32), no activation
+RESNET_EXPANSION = 4    # residual block: H -> 4H -> H
+
+
+class StackedLinear(nn.Module):
+    """m independent affine maps: x [m, B, in] -> [m, B, out].
+
+    in_mask: optional [m, in] bool; False entries are inputs that model does not have.
+    Initialization matches nn.Linear per model, with fan-in counted over its own inputs."""
+
+    def __init__(self, models: int, in_features: int, out_features: int,
+                 in_mask: Tensor | None = None):
+        super().__init__()
+        self.models, self.in_features, self.out_features = models, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(models, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(models, 1, out_features))
+        if in_mask is not None:
+            in_mask = torch.as_tensor(in_mask, dtype=torch.bool)
+            if in_mask.shape != (models, in_features):
+                raise ValueError(f"in_mask must be [{models}, {in_features}], got {tuple(in_mask.shape)}")
+            self.register_buffer("in_mask", in_mask.to(torch.float32)[:, :, None])
+        else:
+            self.in_mask = None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        fan_in = (torch.full((self.models,), float(self.in_features)) if self.in_mask is None
+                  else self.in_mask[:, :, 0].sum(1).clamp(min=1.0))
+        bound = (1.0 / fan_in.sqrt()).view(-1, 1, 1)
+        self.weight.uniform_(-1.0, 1.0).mul_(bound)
+        self.bias.uniform_(-1.0, 1.0).mul_(bound)
+        if self.in_mask is not None:
+            self.weight.mul_(self.in_mask)
+
+    def effective_weight(self, models: slice = slice(None)) -> Tensor:
+        w = self.weight[models]
+        return w if self.in_mask is None else w * self.in_mask[models].to(w.dtype)
+
+    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        return torch.baddbmm(self.bias[models], x, self.effective_weight(models))
+
+    def extra_repr(self) -> str:
+        return f"models={self.models}, in={self.in_features}, out={self.out_features}"
+
+
+class StackedLayerNorm(nn.Module):
+    """LayerNorm over the last dim with a per-model affine: x [m, B, H]."""
+
+    def __init__(self, models: int, features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(models, 1, features))
+        self.bias = nn.Parameter(torch.zeros(models, 1, features))
+
+    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        y = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return y * self.weight[models] + self.bias[models]
+
+
+ACTIVATIONS = {"relu": F.relu, "mish": F.mish, "tanh": torch.tanh}
+
+
+class StackedMLP(nn.Module):
+    """m MLPs [in, *hidden, out] with one activation between layers: x [m, B, in] -> [m, B, out]."""
+
+    def __init__(self, models: int, in_features: int, hidden: tuple[int, ...], out_features: int,
+                 activation: str = "relu", in_mask: Tensor | None = None):
+        super().__init__()
+        widths = (in_features, *hidden, out_features)
+        self.layers = nn.ModuleList(
+            StackedLinear(models, widths[i], widths[i + 1], in_mask=in_mask if i == 0 else None)
+            for i in range(len(widths) - 1))
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, models)
+            if i < len(self.layers) - 1:
+                x = self.activation(x)
+        return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Score networks eps(x_t, t | c). Shared interface:
+#   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> eps [m,B,dx]
+#   forward_embedded(x, fourier [m,B,32], cond, models): the same with the Fourier features
+#   already computed (by the fused noising op during training).
+# ---------------------------------------------------------------------------------------------
+
+class ScoreNet(nn.Module):
+    x_dim: int
+    cond_dim: int
+    models: int
+
+    def _init_time(self, models: int, generator: torch.Generator | None) -> None:
+        # One set of fixed frequencies shared by the stack, so the time features of all
+        # models come from one fused op launch.
+        self.register_buffer("freqs", sde.make_fourier_frequencies(generator))
+
+    def fourier(self, t: Tensor) -> Tensor:
+        return sde.fourier_features(t, self.freqs.to(t.dtype))
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
+        return self.forward_embedded(x, self.fourier(t), cond, models)
+
+    def forward_embedded(self, x: Tensor, fourier: Tensor, cond: Tensor,
+                         models: slice = slice(None)) -> Tensor:
+        raise NotImplementedError
+
+
+class ResNetScoreNet(ScoreNet):
+    """The authors' reference score net (DESIGN.md 1.3): about 4.3M parameters per model at H=512."""
+
+    def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
+                 hidden: int = 512, blocks: int = 2, dropout: float = 0.1,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
+        self._init_time(models, generator)
+        fourier_dim = 2 * sde.FOURIER_FREQUENCIES
+        self.time1 = StackedLinear(models, fourier_dim, TIME_HIDDEN)
+        self.time2 = StackedLinear(models, TIME_HIDDEN, TIME_HIDDEN)
+        self.embed = StackedLinear(models, x_dim + cond_dim, INPUT_EMBED, in_mask=in_mask)
+        self.trunk_in = StackedLinear(models, TIME_HIDDEN + INPUT_EMBED, hidden)
+        self.norms = nn.ModuleList(StackedLayerNorm(models, hidden) for _ in range(blocks))
+        self.up = nn.ModuleList(StackedLinear(models, hidden, RESNET_EXPANSION * hidden)
+                                for _ in range(blocks))
+        self.down = nn.ModuleList(StackedLinear(models, RESNET_EXPANSION * hidden, hidden)
+                                  for _ in range(blocks))
+        self.dropout = nn.Dropout(dropout)
+        self.head = StackedLinear(models, hidden, x_dim)
+
+    def forward_embedded(self, x, fourier, cond, models=slice(None)):
+        temb = self.time2(F.relu(self.time1(fourier, models)), models)
+        h = self.embed(torch.cat([x, cond], dim=-1), models)
+        h = self.trunk_in(torch.cat([temb, h], dim=-1), models)
+        for norm, up, down in zip(self.norms, self.up, self.down):
+            h = h + down(F.relu(up(norm(self.dropout(h), models), models)), models)
+        return self.head(F.relu(h), models)
+
+
+class CompactScoreNet(ScoreNet):
+    """Plain MLP [x_t, c, fourier] -> width x layers -> d with Mish: ~150K parameters at 256."""
+
+    def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
+                 width: int = 256, layers: int = 3, generator: torch.Generator | None = None):
+        super().__init__()
+        self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
+        self._init_time(models, generator)
+        fourier_dim = 2 * sde.FOURIER_FREQUENCIES
+        if in_mask is not None:
+            ones = torch.ones(models, fourier_dim, dtype=torch.bool)
+            in_mask = torch.cat([torch.as_tensor(in_mask, dtype=torch.bool), ones], dim=1)
+        self.mlp = StackedMLP(models, x_dim + cond_dim + fourier_dim, (width,) * layers, x_dim,
+                              activation="mish", in_mask=in_mask)
+
+    def forward_embedded(self, x, fourier, cond, models=slice(None)):
+        return self.mlp(torch.cat([x, cond, fourier], dim=-1), models)
+
+
+def make_score_net(arch: str, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None,
+                   *, hidden: int, blocks: int, dropout: float, compact_layers: int,
+                   generator: torch.Generator | None = None) -> ScoreNet:
+    """arch: 'resnet' (hidden = H, blocks = B) or 'compact' (hidden = width)."""
+    if arch == "resnet":
+        return ResNetScoreNet(models, x_dim, cond_dim, in_mask, hidden=hidden, blocks=blocks,
+                              dropout=dropout, generator=generator)
+    if arch == "compact":
+        return CompactScoreNet(models, x_dim, cond_dim, in_mask, width=hidden,
+                               layers=compact_layers, generator=generator)
+    raise ValueError(f"arch must be 'resnet' or 'compact', got {arch!r}")
+
+
+def parameter_count(module: nn.Module, per_model: bool = True) -> int:
+    """Trainable parameters; per_model divides a stack's count by its number of models.
+
+    Masked input rows are counted, as they are allocated (they are a handful per model)."""
+    total = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    models = getattr(module, "models", 1)
+    return total // models if per_model else total

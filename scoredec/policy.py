@@ -1,0 +1,188 @@
+"""Stage 2: score-regularized actors: OMSD, the BRPO ablations and behaviour cloning (DESIGN.md 1.5).
+
+Per step (batch of observations o):
+  a_cur = pi(o) without gradient, all agents;
+  for each agent k:  a = pi_k(o_k);  x_t = alpha_t a + sigma_t z,  t ~ U(t_min, t_max)
+      e = stopgrad eps_k(x_t, t | c_k)        c_k = [o_k, a_cur_<k] for OMSD
+      g = stopgrad d/da_k 0.5 (Q1' + Q2')(S, a_cur with slot k := a)
+      loss_k = mean( w(t) <e, a> - beta <g, a> )
+The DESIGN loop over k takes one optimizer step per actor. Here all k are one batched step:
+loss_k depends only on pi_k's parameters (a_cur is fixed for the whole step and a equals
+a_cur_k before pi_k's update), and Adam acts elementwise, so the summed loss gives every actor
+exactly its own update (tests check this against a literal per-agent float64 loop). For the
+same reason g_k is the k-th slice of one gradient of Q at a_cur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from scoredec import sde
+from scoredec.behavior import BehaviorModel, draw_noise
+from scoredec.config import param
+from scoredec.critic import IQLCritic
+from scoredec.layout import ActorLayout, AgentSpec
+from scoredec.nets import StackedMLP
+from scoredec.ops import noise_and_embed
+from scoredec.training import Stage, cosine_schedule, optimizer_step
+
+
+@dataclass(frozen=True)
+class Method:
+    """Which behaviour decomposition, critic and actor layout a stage-2 method uses."""
+
+    score_mode: str | None      # ScoreLayout mode of the regularizer; None for BC
+    critic_scope: str | None    # IQLCritic scope; None for BC
+    actor_mode: str             # ActorLayout mode
+    centralized: bool = False   # True when execution is not decentralized (an oracle)
+
+
+METHODS: dict[str, Method] = {
+    "omsd": Method("sequential", "joint", "decentralized"),
+    "brpo-ind": Method("marginal", "local", "decentralized"),
+    "brpo-ctde": Method("marginal", "joint", "decentralized"),
+    "brpo-jal": Method("joint", "joint", "joint", centralized=True),
+    "bc": Method(None, None, "decentralized"),
+}
+
+WEIGHTINGS = ("score", "vds", "stable")
+
+
+@dataclass
+class PolicyConfig:
+    """Actors (stage 2)."""
+
+    beta: float = param(0.05, "weight of the critic's action gradient; small = strong behaviour "
+                              "regularization (expert data ~0.001-0.005, random data ~0.3-0.5)")
+    weighting: str = param("score", "w(t) of the score term: score = alpha_t/sigma_t (mode-seeking),"
+                                    " vds = sigma_t^2 (SRPO), stable = 1", choices=WEIGHTINGS)
+    t_min: float = param(0.02, "score term draws t ~ U(t_min, t_max)")
+    t_max: float = param(0.98, "score term draws t ~ U(t_min, t_max)")
+    subtract_noise: bool = param(False, "use eps - z in the score term (SRPO's variance reduction)")
+    normalize_guidance: bool = param(False, "divide each agent's Q gradient by its RMS")
+    hidden: int = param(256, "actor MLP width")
+    layers: int = param(2, "actor MLP hidden layers")
+    lr: float = param(3e-4, "Adam learning rate")
+    lr_end: float = param(0.0, "learning rate at the end of the cosine schedule")
+    batch_size: int = param(512, "observations per step")
+    steps: int = param(100_000, "optimizer steps")
+
+
+class Actors(nn.Module):
+    """Deterministic actors pi_k(o_k) = tanh(MLP(o_k)) in one stack (or one joint actor)."""
+
+    def __init__(self, spec: AgentSpec, mode: str = "decentralized", hidden: int = 256,
+                 layers: int = 2):
+        super().__init__()
+        self.spec = spec
+        self.layout = ActorLayout(spec, mode)
+        lay = self.layout
+        self.mlp = StackedMLP(lay.models, lay.in_dim, (hidden,) * layers, lay.out_dim,
+                              activation="relu", in_mask=lay.in_mask())
+        self.register_buffer("out_mask", lay.out_mask().to(torch.float32)[:, None, :])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """obs [B, n, obs_max] -> actions [B, n, act_max] in [-1, 1], zero beyond act_dims.
+
+        Decentralized: actor k reads only row k of obs."""
+        y = torch.tanh(self.mlp(self.layout.inputs(obs))) * self.out_mask.to(obs.dtype)
+        return self.layout.actions_from(y)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        return self(obs)
+
+
+def score_weight(weighting: str, alpha: Tensor, sigma: Tensor) -> Tensor:
+    """w(t) of the score term (DESIGN.md 1.5)."""
+    if weighting == "score":
+        return alpha / sigma
+    if weighting == "vds":
+        return sigma ** 2
+    if weighting == "stable":
+        return torch.ones_like(sigma)
+    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+class PolicyObjective:
+    """The stage-2 loss of one method, over frozen stage-1 models."""
+
+    def __init__(self, method: str, actors: Actors, cfg: PolicyConfig,
+                 behavior: BehaviorModel | None = None, critic: IQLCritic | None = None,
+                 vp: sde.VPSDE = sde.VPSDE()):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+        spec = METHODS[method]
+        if spec.score_mode is not None:
+            if behavior is None or behavior.mode != spec.score_mode:
+                raise ValueError(f"{method} needs a '{spec.score_mode}' behaviour model, got "
+                                 f"{None if behavior is None else behavior.mode!r}")
+            if critic is None or critic.scope != spec.critic_scope:
+                raise ValueError(f"{method} needs a '{spec.critic_scope}' critic, got "
+                                 f"{None if critic is None else critic.scope!r}")
+            behavior.requires_grad_(False).eval()
+            critic.requires_grad_(False)
+        self.method, self.actors, self.cfg, self.vp = method, actors, cfg, vp
+        self.behavior, self.critic = behavior, critic
+
+    def loss(self, obs: Tensor, data_actions: Tensor, generator: torch.Generator | None = None,
+             noise: tuple[Tensor, Tensor] | None = None,
+             backend: str | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """obs [B, n, obs_max]; data_actions [B, n, act_max] (used by BC only); noise: explicit
+        (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator."""
+        if self.behavior is None:
+            mask = self.actors.spec.act_mask().to(obs)
+            err = ((self.actors(obs) - data_actions) ** 2 * mask).sum(-1)
+            loss = err.mean(0).sum()
+            return loss, {"bc": loss.detach()}
+        cfg, lay = self.cfg, self.behavior.layout
+        with torch.no_grad():
+            a_cur = self.actors(obs)
+        a = self.actors(obs)
+        x0 = lay.targets(a)
+        m, batch, d = x0.shape
+        t, z = noise if noise is not None else draw_noise(
+            m, batch, d, cfg.t_min, cfg.t_max, generator, obs)
+        with torch.no_grad():
+            x_t, fourier = noise_and_embed(
+                x0.detach().reshape(m * batch, d), z.reshape(m * batch, d), t.reshape(-1),
+                self.behavior.net.freqs.to(obs.dtype), beta_0=self.vp.beta_0,
+                beta_1=self.vp.beta_1, backend=backend)
+            e = self.behavior.net.forward_embedded(
+                x_t.view(m, batch, d), fourier.view(m, batch, -1), lay.conditions(obs, a_cur))
+            if cfg.subtract_noise:
+                e = e - z
+            alpha, sigma = self.vp.alpha_sigma(t)
+            w = score_weight(cfg.weighting, alpha, sigma)
+            g, q = self.critic.action_gradient(obs, a_cur)
+            if cfg.normalize_guidance:
+                mask = self.actors.spec.act_mask().to(g)
+                rms = ((g ** 2).sum(-1) / mask.sum(-1)).sqrt().clamp(min=1e-8)
+                g = g / rms[..., None]
+        score_term = (w[..., None] * e * x0).sum(-1).mean(dim=1).sum()
+        guidance = (g * a).sum(-1).mean(dim=0).sum()
+        loss = score_term - cfg.beta * guidance
+        return loss, {"score_term": score_term.detach(), "guidance": guidance.detach(),
+                      "q": q.mean()}
+
+
+class PolicyStage(Stage):
+    """Stage 2 training: Adam with a cosine schedule on all actors at once."""
+
+    name = "policy"
+
+    def __init__(self, objective: PolicyObjective):
+        cfg = objective.cfg
+        self.objective, self.batch_size, self.steps = objective, cfg.batch_size, cfg.steps
+        opt = torch.optim.Adam(objective.actors.parameters(), lr=cfg.lr)
+        self.modules = {"actors": objective.actors}
+        self.optimizers = {"actors": opt}
+        self.schedulers = {"actors": cosine_schedule(opt, cfg.steps, cfg.lr_end)}
+
+    def step(self, batch, generator):
+        loss, metrics = self.objective.loss(batch.obs, batch.actions, generator)
+        optimizer_step(self.optimizers["actors"], loss, self.schedulers["actors"])
+        return {"loss": loss.detach(), **metrics}

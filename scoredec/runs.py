@@ -1,0 +1,351 @@
+"""The run directory: resolved config, checkpoints, and the metrics log of one training run.
+
+Layout::
+
+    <run>/config.yaml              the resolved config (written atomically)
+    <run>/checkpoints/<tag>.*      checkpoints (see scoredec.checkpoint), tag e.g. "stage1-000400"
+    <run>/checkpoints/latest.json  pointer to the last recorded checkpoint
+    <run>/metrics.jsonl            one JSON object per log call
+    <run>/tensorboard/             TensorBoard events (optional)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from scoredec.checkpoint import checkpoint_paths, is_complete
+from scoredec.config import config_to_dict
+from scoredec.io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+
+__all__ = ["RunError", "RunDir", "MetricsLogger", "read_metrics", "config_diff"]
+
+log = logging.getLogger(__name__)
+
+_STEP_RE = re.compile(r"(\d+)$")
+POINTER = "latest.json"
+
+
+class RunError(RuntimeError):
+    """The run directory cannot be used as asked (would overwrite a run, or resume a different one)."""
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict) and obj:
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def config_diff(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (including keys in only one)."""
+    fa, fb = _flatten(a), _flatten(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, _flatten) != fb.get(k, _flatten))
+
+
+def _normalize(config: Any) -> dict:
+    """The config as it reads back from YAML: dataclasses to dicts, tuples to lists."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = config_to_dict(config)
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or a dataclass instance, got {type(config).__name__}")
+    return yaml.safe_load(yaml.safe_dump(to_jsonable(config), sort_keys=False))
+
+
+class RunDir:
+    """A run directory: refuses to silently overwrite a run, and to resume with another config.
+
+    Args:
+        path: the directory; created with ``checkpoints/`` if missing.
+        config: the resolved config (dict or config dataclass); written to ``config.yaml``.
+        resume: continue the run stored in ``path``. The stored config must equal ``config``
+            except for dotted keys listed in ``allow_changes`` (prefixes match whole sections).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        config: Any,
+        *,
+        resume: bool = False,
+        allow_changes: Iterable[str] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.config_path = self.path / "config.yaml"
+        self.resume = resume
+        self.config = _normalize(config)
+        if self.config_path.is_file():
+            if not resume and self._has_checkpoints():
+                raise RunError(
+                    f"{self.path} already holds a run with checkpoints; pass --resume to continue it "
+                    "or choose a new run directory"
+                )
+            if resume:
+                self._check_same_config(tuple(allow_changes))
+        elif resume:
+            log.info("%s: no previous run to resume; starting a new one", self.path)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, yaml.safe_dump(self.config, sort_keys=False))
+
+    def _has_checkpoints(self) -> bool:
+        return self.checkpoints.is_dir() and any(
+            p.suffix in (".json", ".safetensors") and p.name != POINTER
+            for p in self.checkpoints.iterdir()
+        )
+
+    def _check_same_config(self, allow: tuple[str, ...]) -> None:
+        try:
+            stored = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise RunError(f"{self.config_path}: cannot read the stored config: {e}") from e
+        differ = [
+            k
+            for k in config_diff(stored, self.config)
+            if not any(k == a or k.startswith(a + ".") for a in allow)
+        ]
+        if differ:
+            raise RunError(
+                f"{self.path}: cannot resume with a different config; keys that differ from "
+                f"{self.config_path.name}: {', '.join(differ)}"
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_stem(self, tag: str) -> Path:
+        """``<run>/checkpoints/<tag>``, the stem for save_checkpoint / load_checkpoint."""
+        if (
+            not tag
+            or "/" in tag
+            or "\\" in tag
+            or tag.startswith(".")
+            or tag == POINTER.removesuffix(".json")
+        ):
+            raise ValueError(f"invalid checkpoint tag {tag!r}")
+        return self.checkpoints / tag
+
+    def _tags(self, prefix: str) -> list[str]:
+        if not self.checkpoints.is_dir():
+            return []
+        tags = {p.name[: -len(".json")] for p in self.checkpoints.glob("*.json") if p.name != POINTER}
+        return [t for t in tags if t.startswith(prefix) and is_complete(self.checkpoints / t)]
+
+    def _order(self, tags: list[str]) -> list[str]:
+        """Oldest first: by trailing step number, then by record order, then by commit time."""
+        seq = self._read_pointer().get("sequence", {})
+
+        def key(tag: str) -> tuple[int, int, int]:
+            m = _STEP_RE.search(tag)
+            json_path = checkpoint_paths(self.checkpoints / tag)[1]
+            return (int(m.group(1)) if m else -1, int(seq.get(tag, -1)), json_path.stat().st_mtime_ns)
+
+        return sorted(tags, key=key)
+
+    def latest(self, prefix: str) -> Path | None:
+        """Stem of the newest complete checkpoint whose tag starts with ``prefix``, or None.
+
+        Newest means the largest step number at the end of the tag ("stage1-000400"); tags
+        without one are ordered by :meth:`record_latest` calls, then by the JSON's write time.
+        """
+        tags = self._order(self._tags(prefix))
+        return self.checkpoints / tags[-1] if tags else None
+
+    def _read_pointer(self) -> dict:
+        path = self.checkpoints / POINTER
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"{path}: unreadable checkpoint pointer: {e}") from e
+        return data if isinstance(data, dict) else {}
+
+    def record_latest(self, tag: str) -> None:
+        """Point ``checkpoints/latest.json`` at ``tag`` (call after save_checkpoint succeeds)."""
+        if not is_complete(self.checkpoint_stem(tag)):
+            raise RunError(
+                f"{self.checkpoint_stem(tag)}: cannot record an incomplete checkpoint as latest"
+            )
+        pointer = self._read_pointer()
+        seq = pointer.get("sequence", {})
+        seq[tag] = max(seq.values(), default=-1) + 1
+        atomic_write_json(self.checkpoints / POINTER, {"latest": tag, "sequence": seq})
+
+    def prune(self, prefix: str, keep: int) -> list[str]:
+        """Delete all but the newest ``keep`` complete checkpoints with ``prefix``; return their tags.
+
+        Incomplete leftovers with the prefix (tensors without JSON, temp files of a killed
+        save) are removed too.
+        """
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        ordered = self._order(self._tags(prefix))
+        doomed = ordered[: max(len(ordered) - keep, 0)]
+        for tag in doomed:
+            st_path, json_path = checkpoint_paths(self.checkpoints / tag)
+            json_path.unlink(missing_ok=True)  # un-commit first: a half-pruned stem reads incomplete
+            st_path.unlink(missing_ok=True)
+        for p in self.checkpoints.glob(f"{glob_escape(prefix)}*.safetensors"):
+            if not checkpoint_paths(p.with_suffix(""))[1].exists():
+                p.unlink(missing_ok=True)
+        for p in self.checkpoints.glob(f".{glob_escape(prefix)}*.tmp"):
+            p.unlink(missing_ok=True)
+        if doomed:
+            pointer = self._read_pointer()
+            seq = {t: s for t, s in pointer.get("sequence", {}).items() if t not in doomed}
+            if pointer:
+                latest = pointer.get("latest")
+                atomic_write_json(
+                    self.checkpoints / POINTER,
+                    {"latest": latest if latest not in doomed else None, "sequence": seq},
+                )
+        return doomed
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters so a tag prefix matches literally."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def read_metrics(path: str | os.PathLike, stage: str | None = None) -> list[dict]:
+    """Records of ``metrics.jsonl`` (a run directory or the file itself), optionally of one stage.
+
+    A torn last line (a crash mid-write) is skipped with a warning; a bad line elsewhere raises.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                log.warning("%s: skipping torn last line %d", path, i + 1)
+                continue
+            raise ValueError(f"{path}: line {i + 1} is not JSON: {e}") from e
+        if stage is None or rec.get("stage") == stage:
+            out.append(rec)
+    return out
+
+
+class MetricsLogger:
+    """Scalar metrics to ``<path>/metrics.jsonl`` (always) and TensorBoard (if available).
+
+    Each :meth:`log` call is one JSON line ``{"step", "stage", "time", <name>: value, ...}``,
+    flushed at once so that a crash loses at most the line being written. Non-finite values
+    are written as null (strict JSON has no NaN) with a warning naming the metric.
+
+    On resume call :meth:`truncate_after` with the checkpoint's step so the replayed steps
+    are not logged twice in the JSONL file. TensorBoard event files are append-only; it
+    shows replayed steps again after a resume.
+    """
+
+    RESERVED = ("step", "stage", "time")
+
+    def __init__(self, path: str | os.PathLike, *, tensorboard: bool = True) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.file = self.path / "metrics.jsonl"
+        self._warned_nonfinite: set[str] = set()
+        self._writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                log.warning("TensorBoard unavailable (%s); logging metrics to %s only", e, self.file)
+            else:
+                self._writer = SummaryWriter(log_dir=str(self.path / "tensorboard"))
+        self._fh = self._open()
+
+    def _open(self):
+        # A crash mid-write leaves a torn last line (no newline); drop it, or our first line
+        # would be glued onto it.
+        if self.file.is_file() and self.file.stat().st_size > 0:
+            data = self.file.read_bytes()
+            if not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                log.warning("%s: dropping a torn last line (%d bytes)", self.file, len(data) - cut)
+                atomic_write_bytes(self.file, data[:cut])
+        return open(self.file, "a", encoding="utf-8")
+
+    def log(self, step: int, stage: str, **scalars: float) -> None:
+        """Append ``scalars`` at ``step`` of ``stage``; TensorBoard tags are ``<stage>/<name>``."""
+        if self._fh is None:
+            raise RuntimeError(f"{self.file}: logger is closed")
+        record: dict[str, Any] = {"step": int(step), "stage": str(stage), "time": time.time()}
+        for name, value in scalars.items():
+            if name in self.RESERVED:
+                raise ValueError(f"metric name {name!r} is reserved")
+            v = float(value)
+            if not math.isfinite(v):
+                if name not in self._warned_nonfinite:
+                    log.warning("metric %s/%s is %s at step %d (written as null)", stage, name, v, step)
+                    self._warned_nonfinite.add(name)
+                record[name] = None
+            else:
+                record[name] = v
+            if self._writer is not None:
+                self._writer.add_scalar(f"{stage}/{name}", v, global_step=int(step))
+        self._fh.write(json.dumps(record, allow_nan=False) + "\n")
+        self._fh.flush()
+
+    def truncate_after(self, stage: str, step: int) -> int:
+        """Rewrite metrics.jsonl (atomically) without lines of ``stage`` with step > ``step``.
+
+        Returns the number of lines removed. Torn lines are dropped as well.
+        """
+        self._fh.close()
+        kept, removed = [], 0
+        try:
+            if self.file.is_file():
+                for line in self.file.read_text(encoding="utf-8").splitlines():
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        log.warning("%s: dropping a torn line", self.file)
+                        removed += 1
+                        continue
+                    if rec.get("stage") == stage and rec.get("step", -1) > step:
+                        removed += 1
+                        continue
+                    kept.append(line)
+                atomic_write_text(self.file, "".join(line + "\n" for line in kept))
+        finally:
+            self._fh = self._open()
+        return removed
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,103 @@
+"""The training loop shared by every stage: batches, progress, metrics, checkpoints, resume.
+
+A Stage owns its modules, optimizers and schedulers and does one optimizer step per batch.
+`run_stage` drives it from a step counter, logs every `log_every` steps (only then are metrics
+copied to the host), checkpoints every `checkpoint_every` steps into a RunDir, and on resume
+restores the latest complete checkpoint (weights, optimizer, scheduler, batch generator and
+global RNG) so that a stopped and resumed run ends with exactly the weights of an unbroken one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from scoredec.checkpoint import load_checkpoint, save_checkpoint
+from scoredec.data.tensors import Batch, OfflineData
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+    """One training stage. Subclasses set name, modules, optimizers, schedulers and step()."""
+
+    name: str = "stage"
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    batch_size: int
+    steps: int
+
+    def step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, lr_end: float):
+    """Cosine decay from the optimizer's lr to lr_end over `steps` optimizer steps."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1),
+                                                      eta_min=lr_end)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
+def checkpoint_tag(stage: str, step: int) -> str:
+    return f"{stage}-{step:09d}"
+
+
+def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, run=None,
+              logger=None, log_every: int = 1000, checkpoint_every: int = 10_000,
+              stop_at: int | None = None, progress: bool = True,
+              desc: str | None = None) -> dict[str, float]:
+    """Train `stage` for stage.steps steps (or until stop_at, for time-limited sittings).
+
+    run: a scoredec.runs.RunDir for checkpoints and resume (None: in memory only);
+    logger: a scoredec.runs.MetricsLogger (None: no metrics files).
+    Returns the last logged metrics."""
+    start = 0
+    if run is not None:
+        stem = run.latest(f"{stage.name}-")
+        if stem is not None:
+            meta = load_checkpoint(stem, modules=stage.modules, optimizers=stage.optimizers,
+                                   schedulers=stage.schedulers, generators={"batches": generator})
+            start = int(meta["step"])
+            log.info("%s: resumed from %s at step %d", stage.name, stem, start)
+            if logger is not None:
+                logger.truncate_after(stage.name, start)
+    end = stage.steps if stop_at is None else min(stop_at, stage.steps)
+    last: dict[str, float] = {}
+    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    for module in stage.modules.values():
+        module.train()
+    for step in range(start + 1, end + 1):
+        metrics = stage.step(data.sample(stage.batch_size, generator), generator)
+        if step % log_every == 0 or step == end:
+            last = {k: float(v) for k, v in metrics.items()}
+            bad = [k for k, v in last.items() if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
+            if logger is not None:
+                logger.log(step, stage.name, **last)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
+        if run is not None and (step % checkpoint_every == 0 or step == end):
+            tag = checkpoint_tag(stage.name, step)
+            save_checkpoint(run.checkpoint_stem(tag), modules=stage.modules,
+                            optimizers=stage.optimizers, schedulers=stage.schedulers,
+                            generators={"batches": generator},
+                            meta={"step": step, "stage": stage.name})
+            run.record_latest(tag)
+            run.prune(f"{stage.name}-", keep=2)
+        bar.update(1)
+    bar.close()
+    return last

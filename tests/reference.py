@@ -1,0 +1,81 @@
+"""Naive float64 references: one agent at a time, each at its own true widths, no padding.
+
+These loops are the specification the stacked (and later fused) paths are tested against:
+they rebuild agent k's narrow network from slice k of a stack and feed it the concatenation
+[x_k, o_k, a_order[0], ..., a_order[k-1]] exactly as DESIGN.md 1.3 writes it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from scoredec import sde
+from scoredec.nets import CompactScoreNet, ResNetScoreNet, StackedLinear, StackedMLP
+
+
+def linear(layer: StackedLinear, k: int, x: torch.Tensor, columns=None) -> torch.Tensor:
+    w = layer.weight[k].double()
+    if columns is not None:
+        w = w[columns]
+    return x @ w + layer.bias[k, 0].double()
+
+
+def mlp(net: StackedMLP, k: int, x: torch.Tensor, columns=None, act=F.relu) -> torch.Tensor:
+    for i, layer in enumerate(net.layers):
+        x = linear(layer, k, x, columns if i == 0 else None)
+        if i < len(net.layers) - 1:
+            x = act(x)
+    return x
+
+
+def score_single(net, k: int, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                 columns: torch.Tensor) -> torch.Tensor:
+    """Model k of a score stack on narrow inputs x [B, d_k], cond [B, c_k]; float64, eval mode."""
+    fourier = sde.fourier_features(t.double(), net.freqs.double())
+    if isinstance(net, CompactScoreNet):
+        return mlp(net.mlp, k, torch.cat([x, cond, fourier], -1), columns, act=F.mish)
+    assert isinstance(net, ResNetScoreNet)
+    temb = linear(net.time2, k, F.relu(linear(net.time1, k, fourier)))
+    h = linear(net.embed, k, torch.cat([x, cond], -1), columns)
+    h = linear(net.trunk_in, k, torch.cat([temb, h], -1))
+    for norm, up, down in zip(net.norms, net.up, net.down):
+        y = F.layer_norm(h, h.shape[-1:]) * norm.weight[k, 0].double() + norm.bias[k, 0].double()
+        h = h + linear(down, k, F.relu(linear(up, k, y)))
+    return linear(net.head, k, F.relu(h))
+
+
+def narrow_inputs(spec, mode: str, order, k: int, obs: torch.Tensor, actions):
+    """(x columns, condition) of model k as DESIGN.md writes them, from padded arrays."""
+    n = spec.n_agents
+    if mode == "joint":
+        cond = torch.cat([obs[:, i, :spec.obs_dims[i]] for i in range(n)], -1)
+        return cond
+    agent = order[k]
+    parts = [obs[:, agent, :spec.obs_dims[agent]]]
+    if mode == "sequential":
+        parts += [actions[:, j, :spec.act_dims[j]] for j in order[:k]]
+    return torch.cat(parts, -1)
+
+
+def first_layer_columns(model, k: int) -> torch.Tensor:
+    """Rows of the stacked first-layer weight that model k really has, in input order."""
+    mask = model.layout.in_mask()[k]
+    if isinstance(model.net, CompactScoreNet):
+        mask = torch.cat([mask, torch.ones(2 * sde.FOURIER_FREQUENCIES, dtype=torch.bool)])
+    return mask.nonzero()[:, 0]
+
+
+def reference_epsilon(model, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, actions):
+    """Loop over models: x [m, B, x_dim] padded, t [m, B] -> eps [m, B, x_dim] float64 (padded
+    columns of the output are zero)."""
+    spec, lay = model.spec, model.layout
+    out = torch.zeros(x.shape, dtype=torch.float64)
+    for k in range(lay.models):
+        xmask = lay.x_mask()[k]
+        cond = narrow_inputs(spec, lay.mode, lay.order, k, obs.double(),
+                             None if actions is None else actions.double())
+        eps = score_single(model.net, k, x[k][:, xmask].double(), t[k].double(), cond,
+                           first_layer_columns(model, k))
+        out[k][:, xmask] = eps[:, xmask]  # the head's other columns are padding
+    return out
