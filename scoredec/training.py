@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,14 @@ from scoredec.checkpoint import load_checkpoint, save_checkpoint
 from scoredec.data.tensors import Batch, OfflineData
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    metrics: dict[str, float]   # the last logged metrics
+    step: int                   # the step reached
+    steps_run: int              # steps taken in this call
+    finished: bool              # step == stage.steps
 
 
 class Stage:
@@ -57,13 +66,13 @@ def checkpoint_tag(stage: str, step: int) -> str:
 
 def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, run=None,
               logger=None, log_every: int = 1000, checkpoint_every: int = 10_000,
-              stop_at: int | None = None, progress: bool = True,
-              desc: str | None = None) -> dict[str, float]:
-    """Train `stage` for stage.steps steps (or until stop_at, for time-limited sittings).
+              budget: int | None = None, progress: bool = True,
+              desc: str | None = None) -> StageResult:
+    """Train `stage` up to stage.steps steps, at most `budget` of them in this call (a
+    time-limited sitting checkpoints where it stops and resumes later).
 
     run: a scoredec.runs.RunDir for checkpoints and resume (None: in memory only);
-    logger: a scoredec.runs.MetricsLogger (None: no metrics files).
-    Returns the last logged metrics."""
+    logger: a scoredec.runs.MetricsLogger (None: no metrics files)."""
     start = 0
     if run is not None:
         stem = run.latest(f"{stage.name}-")
@@ -74,10 +83,11 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             log.info("%s: resumed from %s at step %d", stage.name, stem, start)
             if logger is not None:
                 logger.truncate_after(stage.name, start)
-    end = stage.steps if stop_at is None else min(stop_at, stage.steps)
+    end = stage.steps if budget is None else min(start + budget, stage.steps)
     last: dict[str, float] = {}
-    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name, disable=not progress,
-               dynamic_ncols=True, leave=False)
+    # disable=None: bars on a terminal only, so CI logs are not flooded.
+    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name,
+               disable=None if progress else True, dynamic_ncols=True, leave=False)
     for module in stage.modules.values():
         module.train()
     for step in range(start + 1, end + 1):
@@ -100,4 +110,4 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             run.prune(f"{stage.name}-", keep=2)
         bar.update(1)
     bar.close()
-    return last
+    return StageResult(last, end, end - start, end == stage.steps)

@@ -73,3 +73,16 @@ def test_resnet_has_the_reference_size():
 def test_compact_is_small():
     from scoredec.nets import CompactScoreNet
     assert 1.3e5 < parameter_count(CompactScoreNet(1, x_dim=2, cond_dim=18)) < 1.7e5
+
+
+def test_mish_equals_torch_mish():
+    import torch.nn.functional as F
+
+    from scoredec.nets import mish
+    x = torch.cat([torch.linspace(-60, 60, 20001, dtype=torch.float64), torch.randn(1000, dtype=torch.float64)])
+    torch.testing.assert_close(mish(x), F.mish(x), rtol=1e-12, atol=1e-14)
+    xr = x.clone().requires_grad_(True)
+    xs = x.clone().requires_grad_(True)
+    mish(xr).sum().backward()
+    F.mish(xs).sum().backward()
+    torch.testing.assert_close(xr.grad, xs.grad, rtol=1e-9, atol=1e-12)

@@ -56,3 +56,35 @@ def make_dataset(count: int = 10_000, seed: int = 0, mode: float = MODE,
         agent_names=("agent_0", "agent_1"), env_id="bandit", quality="multimodal",
         generator="scoredec.envs.bandit.make_dataset", seed=seed, reference_returns=None,
         attrs={"mode": mode, "std": std})
+
+
+class BanditEnv:
+    """The bandit as a batched environment (the rollout interface every env here follows).
+
+    reset(seed) -> obs [B, n, obs_max]; step(actions [B, n, act_max]) -> (obs, rewards [B, n],
+    done [B], info). Uniform random actions earn E[a1 a2] = 0 and the best joint action earns 1:
+    those are the reference returns that normalize the score."""
+
+    name = "bandit"
+    n_agents = N_AGENTS
+    obs_dims = (OBS_DIM,) * N_AGENTS
+    act_dims = (ACT_DIM,) * N_AGENTS
+    episode_length = 1
+    reference_returns = {"random": 0.0, "expert": 1.0}
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu"):
+        self.num_envs, self.device = num_envs, torch.device(device)
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        return observations(self.num_envs, device=self.device)
+
+    def step(self, actions: Tensor):
+        r = reward(actions.clamp(-1.0, 1.0))
+        rewards = r[:, None].expand(self.num_envs, N_AGENTS)
+        done = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        return observations(self.num_envs, device=self.device), rewards, done, {}
+
+    @staticmethod
+    def episode_return(rewards: Tensor) -> Tensor:
+        """rewards [B, T, n] -> the team return [B]."""
+        return rewards[:, :, 0].sum(1)

@@ -99,13 +99,13 @@ def run_bandit(cfg: BanditConfig, progress: bool = True) -> list[dict]:
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     if cfg.workers <= 1:
         return [run_seed(cfg, s, progress=progress) for s in tqdm(seeds, desc="seeds",
-                                                                  disable=not progress)]
+                                                                  disable=None if progress else True)]
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
         futures = {pool.submit(run_seed, cfg, s): s for s in seeds}
         done = {}
         for fut in tqdm(concurrent.futures.as_completed(futures), total=len(seeds), desc="seeds",
-                        disable=not progress):
+                        disable=None if progress else True):
             done[futures[fut]] = fut.result()
     return [done[s] for s in seeds]
 

@@ -45,6 +45,7 @@ __all__ = [
     "PhysicsConstants",
     "EntityTable",
     "physics_step",
+    "norm2",
     "MPEEnv",
     "EPISODE_LENGTH",
 ]
@@ -117,18 +118,18 @@ class _Tables:
         size = torch.tensor(table.size, dtype=dtype, device=device)
         col = torch.tensor(self.col_idx, dtype=torch.long, device=device)
         self.col_idx_t = col
-        self.dist_min = size[:n_ag, None] + size[None, col]  # [A, C]
+        self.dist_min = (size[:n_ag, None] + size[None, col])[..., None]  # [A, C, 1]
         mask = torch.zeros(n_ag, len(self.col_idx), dtype=torch.bool, device=device)
         for i in range(n_ag):
             if not table.collide[i]:
                 continue
             for c, j in enumerate(self.col_idx):
                 mask[i, c] = j != i
-        self.pair_mask = mask
+        self.pair_mask = mask[..., None]  # [A, C, 1]
         self.any_contact = bool(mask.any())
-        self.gain = torch.tensor(table.action_gain(), dtype=dtype, device=device)[:, None]
+        self.gain = torch.tensor(table.action_gain(), dtype=dtype, device=device)[:, None, None]
         ms = [math.inf if m is None else m for m in table.max_speed[:n_ag]]
-        self.max_speed = torch.tensor(ms, dtype=dtype, device=device)  # [A]
+        self.max_speed = torch.tensor(ms, dtype=dtype, device=device)[:, None]  # [A, 1]
         self.has_max_speed = any(m is not None for m in table.max_speed[:n_ag])
 
 
@@ -139,40 +140,42 @@ def physics_step(
     tables: _Tables,
     const: PhysicsConstants,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``World.step`` for B worlds.
+    """One ``World.step`` for B worlds, batch-last.
 
-    pos, vel: [B, E, 2]; action_u: [B, A, 2], the raw 2-d action of every agent (before
+    pos, vel: [E, 2, B]; action_u: [A, 2, B], the raw 2-d action of every agent (before
     sensitivity). Returns the new (pos, vel); landmark rows are returned unchanged.
+    Batch-last keeps the innermost dimension long: with [B, E, 2] every broadcast runs over
+    an innermost dimension of 2 and was 10x slower on the CPU.
     """
-    n_ag = action_u.shape[1]
-    force = action_u * tables.gain  # [B, A, 2]
-    p_ag = pos[:, :n_ag]
+    n_ag = action_u.shape[0]
+    force = action_u * tables.gain  # [A, 2, B]
+    p_ag = pos[:n_ag]
     if tables.any_contact:
-        p_col = pos.index_select(1, tables.col_idx_t)  # [B, C, 2]
-        delta = p_ag[:, :, None, :] - p_col[:, None, :, :]  # [B, A, C, 2]
-        dist = torch.linalg.vector_norm(delta, dim=-1)  # [B, A, C]
+        p_col = pos.index_select(0, tables.col_idx_t)  # [C, 2, B]
+        delta = p_ag[:, None] - p_col[None]  # [A, C, 2, B]
+        dist = torch.sqrt(delta[:, :, 0] ** 2 + delta[:, :, 1] ** 2)  # [A, C, B]
         k = const.contact_margin
         # logaddexp(0, x) = softplus(x); above x = 20 softplus returns x (error < 2e-9 * k),
         # which also keeps float32 from overflowing when particles overlap deeply.
         pen = F.softplus(-(dist - tables.dist_min) / k) * k
         # The self pair has dist 0 (0/0); it is masked out before it can spread a NaN.
         coef = torch.where(tables.pair_mask, const.contact_force * pen / dist, 0.0)
-        force = force + (coef[..., None] * delta).sum(dim=2)
-    v = vel[:, :n_ag] * (1.0 - const.damping) + force * const.dt
+        force = force + (coef[:, :, None] * delta).sum(dim=1)
+    v = vel[:n_ag] * (1.0 - const.damping) + force * const.dt
     if tables.has_max_speed:
-        speed = torch.linalg.vector_norm(v, dim=-1)  # [B, A]
+        speed = torch.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2)  # [A, B]
         over = speed > tables.max_speed
         scale = torch.where(over, tables.max_speed / speed, 1.0)
-        v = v * scale[..., None]
+        v = v * scale[:, None]
     p = p_ag + v * const.dt
-    new_pos = torch.cat([p, pos[:, n_ag:]], dim=1)
-    new_vel = torch.cat([v, vel[:, n_ag:]], dim=1)
+    new_pos = torch.cat([p, pos[n_ag:]], dim=0)
+    new_vel = torch.cat([v, vel[n_ag:]], dim=0)
     return new_pos, new_vel
 
 
-def pairwise_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a: [B, n, 2], b: [B, m, 2] -> [B, n, m] Euclidean distances."""
-    return torch.linalg.vector_norm(a[:, :, None, :] - b[:, None, :, :], dim=-1)
+def norm2(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Euclidean norm over a coordinate dimension of size 2 (cheaper than vector_norm)."""
+    return torch.sqrt(x.select(dim, 0) ** 2 + x.select(dim, 1) ** 2)
 
 
 class MPEEnv:
@@ -211,6 +214,7 @@ class MPEEnv:
         self._tables = _Tables(table, self.device, dtype)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else int(seed))
+        # batch-last state: [E, 2, B] (see physics_step)
         self.pos: torch.Tensor | None = None
         self.vel: torch.Tensor | None = None
         self.t = 0
@@ -238,7 +242,8 @@ class MPEEnv:
         """Copy of the full state: pos/vel [B, E, 2] in entity order, and the step count."""
         if self.pos is None:
             raise RuntimeError("call reset() before get_state()")
-        return {"pos": self.pos.clone(), "vel": self.vel.clone(), "t": self.t}
+        return {"pos": self.pos.permute(2, 0, 1).clone(), "vel": self.vel.permute(2, 0, 1).clone(),
+                "t": self.t}
 
     def set_state(self, state: dict[str, Any]) -> torch.Tensor:
         """Load a state (as from :meth:`get_state`); returns the observations [B, n, obs_dim]."""
@@ -248,7 +253,8 @@ class MPEEnv:
         for key, val in (("pos", pos), ("vel", vel)):
             if tuple(val.shape) != want:
                 raise ValueError(f"state[{key!r}] has shape {tuple(val.shape)}, expected {want}")
-        self.pos, self.vel = pos.clone(), vel.clone()
+        self.pos = pos.permute(1, 2, 0).contiguous()
+        self.vel = vel.permute(1, 2, 0).contiguous()
         self.t = int(state.get("t", 0))
         return self._observe_learned()
 
@@ -266,7 +272,7 @@ class MPEEnv:
                 self.generator.manual_seed(int(seed))
             gen = self.generator
         pos = self._sample_positions(gen)  # [B, E, 2]
-        self.pos = pos.to(self.dtype)
+        self.pos = pos.to(self.dtype).permute(1, 2, 0).contiguous()
         self.vel = torch.zeros_like(self.pos)
         self.t = 0
         return self._observe_learned()
@@ -289,18 +295,18 @@ class MPEEnv:
         want = (self.num_envs, self.n_agents, self.act_dim)
         if tuple(actions.shape) != want:
             raise ValueError(f"actions has shape {tuple(actions.shape)}, expected {want}")
-        a = actions.to(device=self.device, dtype=self.dtype)
+        a = actions.to(device=self.device, dtype=self.dtype).permute(1, 2, 0)  # [n, act, B]
         if self.action_layout == "onehot5":
-            a = torch.stack([a[..., 1] - a[..., 2], a[..., 3] - a[..., 4]], dim=-1)
+            a = torch.stack([a[:, 1] - a[:, 2], a[:, 3] - a[:, 4]], dim=1)
         info: dict[str, Any] = {}
         n_scripted = self.table.n_agents - self.n_agents
         if n_scripted:
-            scripted = self._scripted_actions()  # [B, n_scripted, 2]
-            info["scripted_actions"] = scripted
-            a = torch.cat([a, scripted.to(self.dtype)], dim=1)
+            scripted = self._scripted_actions()  # [n_scripted, 2, B]
+            info["scripted_actions"] = scripted.permute(2, 0, 1)
+            a = torch.cat([a, scripted.to(self.dtype)], dim=0)
         self.pos, self.vel = physics_step(self.pos, self.vel, a, self._tables, self.const)
         self.t += 1
-        rew_all = self._rewards()  # [B, n_all_agents]
+        rew_all = self._rewards().t()  # [B, n_all_agents]
         info["rewards_all"] = rew_all
         obs = self._observe_learned()
         done_flag = self.t >= self.episode_length
@@ -322,18 +328,20 @@ class MPEEnv:
         return (low + (high - low) * u).to(self.dtype)
 
     def _observe_learned(self) -> torch.Tensor:
-        return self._observe().contiguous()
+        return self._observe().permute(2, 0, 1).contiguous()
 
     # ----------------------------------------------------------------- to override
     def _sample_positions(self, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def _observe(self) -> torch.Tensor:  # pragma: no cover
-        """Observations of the learned agents, padded to obs_dim: [B, n_agents, obs_dim]."""
+        """Observations of the learned agents, batch-last: [n_agents, obs_dim, B]."""
         raise NotImplementedError
 
     def _rewards(self) -> torch.Tensor:  # pragma: no cover
+        """Rewards of all agents (learned first), batch-last: [n_all_agents, B]."""
         raise NotImplementedError
 
     def _scripted_actions(self) -> torch.Tensor:  # pragma: no cover
+        """Actions of the scripted agents, batch-last: [n_scripted, 2, B]."""
         raise NotImplementedError

@@ -18,7 +18,8 @@ predators and landmarks relative to itself), as the learned prey did:
    home is the centre (where the bound penalty is zero); in world it is the nearest food
    (the world prey earns +2 per step on food).
 5. The action is the summed push with its magnitude saturated at 1:
-   ``a = push / max(1, |push|)``, then clipped to [-1, 1].
+   ``a = push / max(1, |push|)``; while any predator is sensed it is further scaled by
+   ``flee_thrust`` (the prey panics at part throttle); then clipped to [-1, 1].
 
 ``PREY_PARAMS`` are the values used by the environments; they were chosen so that uniformly
 random predators score near the published random references (tag -4.1, world -6.8) while
@@ -57,6 +58,8 @@ class PreyParams:
     """Pull towards the home point per unit distance."""
     damping_gain: float = 1.0
     """Braking push per unit velocity."""
+    flee_thrust: float = 1.0
+    """Action magnitude scale while a predator is within ``sense_radius``."""
 
 
 PREY_PARAMS = PreyParams()
@@ -70,27 +73,28 @@ def prey_action(
     home_rel: torch.Tensor,
     params: PreyParams = PREY_PARAMS,
 ) -> torch.Tensor:
-    """Scripted prey action.
+    """Scripted prey action, batch-last (as the environments store their state).
 
-    pos, vel: [B, 2] own position and velocity; predator_rel: [B, K, 2] predator positions
-    minus own; obstacle_rel: [B, L, 2] colliding-landmark positions minus own (L may be 0);
-    home_rel: [B, 2] home point minus own position.
-    Returns [B, 2] in [-1, 1].
+    pos, vel: [2, B] own position and velocity; predator_rel: [K, 2, B] predator positions
+    minus own; obstacle_rel: [L, 2, B] colliding-landmark positions minus own (L may be 0);
+    home_rel: [2, B] home point minus own position. Returns [2, B] in [-1, 1].
     """
-    d = torch.linalg.vector_norm(predator_rel, dim=-1)  # [B, K]
-    w = torch.where(d < params.sense_radius,
-                    params.flee_gain / torch.clamp(d, min=params.d_floor) ** 2, 0.0)
-    away = -predator_rel / torch.clamp(d, min=1e-12)[..., None]
-    push = (w[..., None] * away).sum(dim=1)
+    d = torch.sqrt(predator_rel[:, 0] ** 2 + predator_rel[:, 1] ** 2)  # [K, B]
+    sensed_k = d < params.sense_radius
+    w = torch.where(sensed_k, params.flee_gain / torch.clamp(d, min=params.d_floor) ** 2, 0.0)
+    away = -predator_rel / torch.clamp(d, min=1e-12)[:, None]
+    push = (w[:, None] * away).sum(dim=0)  # [2, B]
     excess = torch.clamp(pos.abs() - params.wall_start, min=0.0)
     push = push - params.wall_gain * excess * torch.sign(pos)
-    if obstacle_rel.shape[1]:
-        do = torch.linalg.vector_norm(obstacle_rel, dim=-1)  # [B, L]
+    if obstacle_rel.shape[0]:
+        do = torch.sqrt(obstacle_rel[:, 0] ** 2 + obstacle_rel[:, 1] ** 2)  # [L, B]
         gap = do - params.obstacle_radius
         wo = torch.where(gap < params.obstacle_clearance,
                          params.obstacle_gain * (params.obstacle_clearance - gap), 0.0)
-        push = push - (wo[..., None] * obstacle_rel / torch.clamp(do, min=1e-12)[..., None]).sum(1)
+        push = push - (wo[:, None] * obstacle_rel / torch.clamp(do, min=1e-12)[:, None]).sum(0)
     push = push + params.home_gain * home_rel - params.damping_gain * vel
-    mag = torch.linalg.vector_norm(push, dim=-1, keepdim=True)
+    mag = torch.sqrt(push[0] ** 2 + push[1] ** 2)  # [B]
     act = push / torch.clamp(mag, min=1.0)
+    sensed = sensed_k.any(dim=0)
+    act = torch.where(sensed, params.flee_thrust * act, act)
     return torch.clamp(act, -1.0, 1.0)

@@ -382,9 +382,11 @@ class WorldScenario(TagScenario):
 def reference_prey_action(pos, vel, preds, obstacles, home, params: PreyParams = PREY_PARAMS):
     """prey.py's rule with plain loops. Returns a 2-vector in [-1, 1]."""
     push = np.zeros(2)
+    sensed = False
     for rel in preds:
         d = math.hypot(rel[0], rel[1])
         if d < params.sense_radius:
+            sensed = True
             w = params.flee_gain / max(d, params.d_floor) ** 2
             push = push - w * rel / max(d, 1e-12)
     for ax in range(2):
@@ -400,6 +402,8 @@ def reference_prey_action(pos, vel, preds, obstacles, home, params: PreyParams =
     mag = math.hypot(push[0], push[1])
     if mag > 1.0:
         push = push / mag
+    if sensed:
+        push = params.flee_thrust * push
     return np.clip(push, -1.0, 1.0)
 
 

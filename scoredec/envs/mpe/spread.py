@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import EntityTable, MPEEnv, pairwise_dist
+from .core import EntityTable, MPEEnv, norm2
 
 AGENT_SIZE = 0.15
 LANDMARK_SIZE = 0.05
@@ -69,7 +69,7 @@ class SpreadEnv(MPEEnv):
         others = [[j for j in range(n) if j != i] for i in range(n)]
         self._others = torch.tensor(others, dtype=torch.long, device=self.device)  # [N, N-1]
         self._self_idx = torch.arange(n, device=self.device)[:, None]
-        self._eye = torch.eye(n, dtype=torch.bool, device=self.device)
+        self._eye = torch.eye(n, dtype=torch.bool, device=self.device)[..., None]
 
     @property
     def obs_dims(self) -> tuple[int, ...]:
@@ -85,24 +85,24 @@ class SpreadEnv(MPEEnv):
 
     def _observe(self):
         n = self.n_agents
-        p = self.pos[:, :n]  # [B, N, 2]
-        lm = self.pos[:, n:]
-        v = self.vel[:, :n]
-        rel_lm = lm[:, None, :, :] - p[:, :, None, :]  # [B, N, L, 2]
-        rel_ag = p[:, None, :, :] - p[:, :, None, :]  # [B, N(obs), N, 2]
-        rel_other = rel_ag[:, self._self_idx, self._others]  # [B, N, N-1, 2]
-        bsz = p.shape[0]
-        comm = torch.zeros(bsz, n, DIM_C * (n - 1), dtype=p.dtype, device=p.device)
+        p = self.pos[:n]  # [N, 2, B]
+        lm = self.pos[n:]
+        v = self.vel[:n]
+        bsz = p.shape[-1]
+        rel_lm = lm[None] - p[:, None]  # [N, L, 2, B]
+        rel_ag = p[None] - p[:, None]  # [N(obs), N, 2, B]
+        rel_other = rel_ag[self._self_idx, self._others]  # [N, N-1, 2, B]
+        comm = torch.zeros(n, DIM_C * (n - 1), bsz, dtype=p.dtype, device=p.device)
         return torch.cat(
-            [v, p, rel_lm.reshape(bsz, n, -1), rel_other.reshape(bsz, n, -1), comm], dim=-1
+            [v, p, rel_lm.reshape(n, -1, bsz), rel_other.reshape(n, -1, bsz), comm], dim=1
         )
 
     def _rewards(self):
         n = self.n_agents
-        p = self.pos[:, :n]
-        lm = self.pos[:, n:]
-        d_lm = pairwise_dist(lm, p)  # [B, L, N]
-        cover = torch.clamp(1.0 / d_lm.amin(dim=-1), max=REWARD_CAP).sum(dim=-1)  # [B]
-        d_ag = pairwise_dist(p, p)
-        hits = ((d_ag < 2 * AGENT_SIZE) & ~self._eye).sum(dim=-1)  # [B, N]
-        return cover[:, None] - COLLISION_PENALTY * hits.to(p.dtype)
+        p = self.pos[:n]
+        lm = self.pos[n:]
+        d_lm = norm2(lm[:, None] - p[None], dim=2)  # [L, N, B]
+        cover = torch.clamp(1.0 / d_lm.amin(dim=1), max=REWARD_CAP).sum(dim=0)  # [B]
+        d_ag = norm2(p[:, None] - p[None], dim=2)  # [N, N, B]
+        hits = ((d_ag < 2 * AGENT_SIZE) & ~self._eye).sum(dim=1)  # [N, B]
+        return cover[None] - COLLISION_PENALTY * hits.to(p.dtype)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import EntityTable, MPEEnv, pairwise_dist
+from .core import EntityTable, MPEEnv, norm2
 from .prey import PREY_PARAMS, PreyParams, prey_action
 
 N_PREDATORS = 3
@@ -69,38 +69,37 @@ class PredatorPreyEnv(MPEEnv):
         return N_PREDATORS
 
     def _predator_prey_dist(self) -> torch.Tensor:
-        """[B, 3] distance of each predator to the prey."""
+        """[3, B] distance of each predator to the prey."""
         p = self.pos
-        return torch.linalg.vector_norm(p[:, :N_PREDATORS] - p[:, N_PREDATORS : N_PREDATORS + 1],
-                                        dim=-1)
+        return norm2(p[:N_PREDATORS] - p[N_PREDATORS : N_PREDATORS + 1], dim=1)
 
     def _relative_others(self) -> torch.Tensor:
-        """[B, n_all, n_all - 1, 2]: p_j - p_i for every agent i and the others j in order."""
+        """[n_all, n_all - 1, 2, B]: p_j - p_i for every agent i and the others j in order."""
         n_all = self.table.n_agents
-        p = self.pos[:, :n_all]
-        rel = p[:, None, :, :] - p[:, :, None, :]
-        return rel[:, self._self_idx, self._others]
+        p = self.pos[:n_all]
+        rel = p[None] - p[:, None]
+        return rel[self._self_idx, self._others]
 
     def _predator_rewards(self, d_pp: torch.Tensor) -> torch.Tensor:
         """[B] shaped predator reward shared by all predators."""
-        hits = (d_pp < PREDATOR_SIZE + self.prey_size).sum(dim=-1).to(d_pp.dtype)
-        return -0.1 * d_pp.sum(dim=-1) + self.collide_bonus * hits
+        hits = (d_pp < PREDATOR_SIZE + self.prey_size).sum(dim=0).to(d_pp.dtype)
+        return -0.1 * d_pp.sum(dim=0) + self.collide_bonus * hits
 
     def _obstacle_rel(self, who: int) -> torch.Tensor:
-        """[B, L, 2] positions of the colliding landmarks relative to agent ``who``."""
-        lm = self.pos[:, self._obstacle_idx]
-        return lm - self.pos[:, who : who + 1]
+        """[L, 2, B] positions of the colliding landmarks relative to agent ``who``."""
+        lm = self.pos[self._obstacle_idx]
+        return lm - self.pos[who : who + 1]
 
     def _prey_home_rel(self) -> torch.Tensor:
-        """[B, 2] the prey's home point minus its position (tag: the origin)."""
-        return -self.pos[:, self.prey_index]
+        """[2, B] the prey's home point minus its position (tag: the origin)."""
+        return -self.pos[self.prey_index]
 
     def _scripted_actions(self) -> torch.Tensor:
         i = self.prey_index
-        pred_rel = self.pos[:, :N_PREDATORS] - self.pos[:, i : i + 1]
-        act = prey_action(self.pos[:, i], self.vel[:, i], pred_rel, self._obstacle_rel(i),
+        pred_rel = self.pos[:N_PREDATORS] - self.pos[i : i + 1]
+        act = prey_action(self.pos[i], self.vel[i], pred_rel, self._obstacle_rel(i),
                           self._prey_home_rel(), self.prey_params)
-        return act[:, None, :]
+        return act[None]
 
 
 def tag_table() -> EntityTable:
@@ -138,21 +137,21 @@ class TagEnv(PredatorPreyEnv):
 
     def _observe(self):
         bsz = self.num_envs
-        p = self.pos[:, :N_PREDATORS]
-        v = self.vel[:, :N_PREDATORS]
-        lm = self.pos[:, 4:]
-        rel_lm = (lm[:, None, :, :] - p[:, :, None, :]).reshape(bsz, N_PREDATORS, -1)
-        rel_o = self._relative_others()[:, :N_PREDATORS].reshape(bsz, N_PREDATORS, -1)
-        prey_v = self.vel[:, N_PREDATORS : N_PREDATORS + 1].expand(bsz, N_PREDATORS, 2)
-        return torch.cat([v, p, rel_lm, rel_o, prey_v], dim=-1)
+        p = self.pos[:N_PREDATORS]  # [3, 2, B]
+        v = self.vel[:N_PREDATORS]
+        lm = self.pos[4:]
+        rel_lm = (lm[None] - p[:, None]).reshape(N_PREDATORS, -1, bsz)
+        rel_o = self._relative_others()[:N_PREDATORS].reshape(N_PREDATORS, -1, bsz)
+        prey_v = self.vel[N_PREDATORS : N_PREDATORS + 1].expand(N_PREDATORS, 2, bsz)
+        return torch.cat([v, p, rel_lm, rel_o, prey_v], dim=1)
 
     def _rewards(self):
         d_pp = self._predator_prey_dist()
         r_adv = self._predator_rewards(d_pp)
-        hits = (d_pp < PREDATOR_SIZE + self.prey_size).sum(dim=-1).to(d_pp.dtype)
-        prey_p = self.pos[:, N_PREDATORS]
-        r_prey = 0.1 * d_pp.sum(-1) - 10.0 * hits - bound_penalty(prey_p.abs()).sum(-1)
-        return torch.cat([r_adv[:, None].expand(-1, N_PREDATORS), r_prey[:, None]], dim=1)
+        hits = (d_pp < PREDATOR_SIZE + self.prey_size).sum(dim=0).to(d_pp.dtype)
+        prey_p = self.pos[N_PREDATORS]  # [2, B]
+        r_prey = 0.1 * d_pp.sum(0) - 10.0 * hits - bound_penalty(prey_p.abs()).sum(0)
+        return torch.cat([r_adv[None].expand(N_PREDATORS, -1), r_prey[None]], dim=0)
 
 
-__all__ = ["TagEnv", "PredatorPreyEnv", "bound_penalty", "REFERENCE_RETURNS", "pairwise_dist"]
+__all__ = ["TagEnv", "PredatorPreyEnv", "bound_penalty", "REFERENCE_RETURNS"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import EntityTable
+from .core import EntityTable, norm2
 from .prey import PREY_PARAMS, PreyParams
 from .tag import (N_PREDATORS, PREDATOR_ACCEL, PREDATOR_MAX_SPEED, PREDATOR_SIZE,
                   PredatorPreyEnv, bound_penalty)
@@ -73,7 +73,7 @@ class WorldEnv(PredatorPreyEnv):
         self._obstacle_idx = torch.tensor([4], dtype=torch.long, device=self.device)
         self._food = slice(5, 5 + N_FOOD)
         self._forest = slice(5 + N_FOOD, 5 + N_FOOD + N_FOREST)
-        self._pred_size = torch.tensor([PREDATOR_SIZE] * 3, dtype=dtype, device=self.device)
+
 
     @property
     def obs_dims(self) -> tuple[int, ...]:
@@ -86,37 +86,37 @@ class WorldEnv(PredatorPreyEnv):
 
     def _observe(self):
         bsz = self.num_envs
-        p = self.pos[:, :N_PREDATORS]
-        v = self.vel[:, :N_PREDATORS]
-        lm = self.pos[:, 4:]
-        rel_lm = lm[:, None, :, :] - p[:, :, None, :]  # [B, 3, 5, 2]
-        rel_o = self._relative_others()[:, :N_PREDATORS].reshape(bsz, N_PREDATORS, -1)
-        prey_v = self.vel[:, N_PREDATORS : N_PREDATORS + 1].expand(bsz, N_PREDATORS, 2)
-        d_forest = torch.linalg.vector_norm(rel_lm[:, :, 1 + N_FOOD :], dim=-1)  # [B, 3, 2]
-        inside = d_forest < (self._pred_size[:, None] + FOREST_SIZE)
+        p = self.pos[:N_PREDATORS]  # [3, 2, B]
+        v = self.vel[:N_PREDATORS]
+        lm = self.pos[4:]
+        rel_lm = lm[None] - p[:, None]  # [3, 5, 2, B]
+        rel_o = self._relative_others()[:N_PREDATORS].reshape(N_PREDATORS, -1, bsz)
+        prey_v = self.vel[N_PREDATORS : N_PREDATORS + 1].expand(N_PREDATORS, 2, bsz)
+        d_forest = norm2(rel_lm[:, 1 + N_FOOD :], dim=2)  # [3, 2, B]
+        inside = d_forest < (PREDATOR_SIZE + FOREST_SIZE)
         flags = torch.where(inside, 1.0, -1.0).to(p.dtype)
-        return torch.cat([v, p, rel_lm.reshape(bsz, N_PREDATORS, -1), rel_o, prey_v, flags],
-                         dim=-1)
+        return torch.cat([v, p, rel_lm.reshape(N_PREDATORS, -1, bsz), rel_o, prey_v, flags],
+                         dim=1)
 
     def _prey_home_rel(self):
         """The nearest food, relative to the prey (from the prey's own observation)."""
-        prey_p = self.pos[:, N_PREDATORS]
-        rel = self.pos[:, self._food] - prey_p[:, None]  # [B, 2, 2]
-        d = torch.linalg.vector_norm(rel, dim=-1)
+        prey_p = self.pos[N_PREDATORS]
+        rel = self.pos[self._food] - prey_p[None]  # [2 food, 2, B]
+        d = norm2(rel, dim=1)  # [2, B]
         # ties go to food 0, as argmin over a list would
-        pick = (d[:, 1] < d[:, 0])[:, None]
-        return torch.where(pick, rel[:, 1], rel[:, 0])
+        pick = (d[1] < d[0])[None]
+        return torch.where(pick, rel[1], rel[0])
 
     def _rewards(self):
         d_pp = self._predator_prey_dist()
         r_adv = self._predator_rewards(d_pp)
-        hits = (d_pp < PREDATOR_SIZE + PREY_SIZE).sum(dim=-1).to(d_pp.dtype)
-        prey_p = self.pos[:, N_PREDATORS]
-        d_food = torch.linalg.vector_norm(self.pos[:, self._food] - prey_p[:, None], dim=-1)
-        eaten = (d_food < PREY_SIZE + FOOD_SIZE).sum(-1).to(d_pp.dtype)
-        r_prey = (0.1 * d_pp.sum(-1) - 5.0 * hits - 2.0 * bound_penalty(prey_p.abs()).sum(-1)
-                  + 2.0 * eaten + 0.05 * d_food.amin(-1))
-        return torch.cat([r_adv[:, None].expand(-1, N_PREDATORS), r_prey[:, None]], dim=1)
+        hits = (d_pp < PREDATOR_SIZE + PREY_SIZE).sum(dim=0).to(d_pp.dtype)
+        prey_p = self.pos[N_PREDATORS]
+        d_food = norm2(self.pos[self._food] - prey_p[None], dim=1)  # [2, B]
+        eaten = (d_food < PREY_SIZE + FOOD_SIZE).sum(0).to(d_pp.dtype)
+        r_prey = (0.1 * d_pp.sum(0) - 5.0 * hits - 2.0 * bound_penalty(prey_p.abs()).sum(0)
+                  + 2.0 * eaten + 0.05 * d_food.amin(0))
+        return torch.cat([r_adv[None].expand(N_PREDATORS, -1), r_prey[None]], dim=0)
 
 
 __all__ = ["WorldEnv", "REFERENCE_RETURNS"]

@@ -1,0 +1,262 @@
+"""The `scoredec` command. Every option's help comes from the config dataclasses' param() text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from scoredec import __version__
+from scoredec.config import add_config_arguments, apply_arguments, load_config
+
+log = logging.getLogger("scoredec")
+
+STAGE_NAMES = {"all": None, "stage1": ("behavior",), "critic": ("critic",), "stage2": ("policy",)}
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=40, width=100)
+
+
+# --------------------------------------------------------------------------- bandit
+
+def cmd_bandit(args) -> int:
+    from scoredec.experiments.bandit import BanditConfig, format_table, run_bandit, summarize
+    from scoredec.experiments.bandit_plot import plot_bandit
+    from scoredec.io import atomic_write_json, atomic_write_text
+
+    cfg = apply_arguments(BanditConfig(), args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    log.info("bandit: %d seeds x %s, beta=%g, %d workers", cfg.seeds, ", ".join(cfg.methods),
+             cfg.policy.beta, cfg.workers)
+    results = run_bandit(cfg, progress=not args.quiet)
+    summary = summarize(results)
+    elapsed = time.perf_counter() - start
+    table = format_table(results)
+    lines = [table, "", "| method | coordinated (a1 a2 > 0.3) | miscoordinated (a1 a2 < 0) | mean reward |",
+             "|---|---|---|---|"]
+    for method, s in summary["methods"].items():
+        lines.append(f"| {method} | {s['coordinated']}/{s['seeds']} | {s['miscoordinated']}/{s['seeds']}"
+                     f" | {s['mean_reward']:+.3f} |")
+    lines += ["", "| behaviour sampler | joint samples in one mode (both signs equal) |", "|---|---|"]
+    for mode, s in summary["samples"].items():
+        name = {"sequential": "sequential (OMSD chain)", "marginal": "marginals, independent"}.get(mode, mode)
+        lines.append(f"| {name} | {100 * s['same_sign_mean']:.1f}% (worst seed {100 * s['same_sign_min']:.1f}%) |")
+    report = "\n".join(lines)
+    print(report)
+    picture = plot_bandit(results, out / "bandit.png")
+    atomic_write_text(out / "bandit.md", report + f"\n\n{elapsed:.0f} s on this machine.\n")
+    atomic_write_json(out / "bandit.json", {"summary": summary, "seconds": elapsed,
+                                            "results": [{k: v for k, v in r.items() if k != "samples"}
+                                                        for r in results]})
+    print(f"\n{elapsed:.0f} s. Wrote {picture}, {out / 'bandit.md'}, {out / 'bandit.json'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+def cmd_train(args) -> int:
+    from scoredec.pipeline import TrainConfig, train
+
+    cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
+    cfg = apply_arguments(cfg, args)
+    run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
+                progress=not args.quiet, budget=args.budget)
+    print(f"run: {run}")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args) -> int:
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import load_product, resolve_device
+    from scoredec.rollout import evaluate
+
+    device = resolve_device(args.device)
+    actors, _, cfg = load_product(Path(args.run), "policy", device)
+    env_id = args.task or json.loads((Path(args.run) / "actors.json").read_text())["meta"].get("env_id")
+    if not env_id:
+        raise SystemExit("the run does not record its environment: pass --task")
+    result = evaluate(actors.eval(), env_id, args.episodes, args.envs, args.seed, device)
+    result["method"] = cfg.method
+    line = f"{env_id} {cfg.method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
+    if "normalized_mean" in result:
+        line += f", normalized {result['normalized_mean']:.1f} +- {result['normalized_std']:.1f}"
+    print(line + f" over {result['episodes']} episodes")
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- sample
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from scoredec.data.hdf5 import read_dataset
+    from scoredec.io import atomic_output
+    from scoredec.pipeline import load_product, resolve_device
+
+    device = resolve_device(args.device)
+    behavior, spec, cfg = load_product(Path(args.run), "behavior", device)
+    data_path = args.data or json.loads((Path(args.run) / "behavior.json").read_text())["meta"].get("data")
+    if not data_path:
+        raise SystemExit("pass --data: the observations to condition on")
+    ds = read_dataset(data_path)
+    rng = np.random.default_rng(args.seed)
+    rows = rng.integers(0, ds.n_transitions, size=args.count)
+    obs = torch.as_tensor(ds.observations[rows], device=device)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    actions = behavior.sample(obs, steps=args.steps, solver=args.solver, generator=gen).cpu().numpy()
+    print(f"{args.count} joint actions from the {behavior.mode} behaviour model "
+          f"({args.solver or cfg.behavior.solver}, {args.steps or cfg.behavior.sample_steps} steps)")
+    for i in range(spec.n_agents):
+        a = actions[:, i, :spec.act_dims[i]]
+        print(f"  agent {i}: mean {np.round(a.mean(0), 3).tolist()} std {np.round(a.std(0), 3).tolist()}")
+    if spec.n_agents >= 2:
+        same = float((np.sign(actions[:, 0, 0]) == np.sign(actions[:, 1, 0])).mean())
+        print(f"  agents 0 and 1 first action dims share a sign in {100 * same:.1f}% of samples")
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, actions, allow_pickle=False)
+        print(f"wrote {args.out}: [count, agents, act_max] float32")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+def cmd_info(args) -> int:
+    import platform
+
+    import numpy as np
+    import torch
+
+    from scoredec import ops
+
+    print(f"scoredec {__version__}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
+    try:
+        import triton
+        print(f"triton {triton.__version__}")
+    except ImportError:
+        print("triton: not installed")
+    cuda = torch.cuda.is_available()
+    print(f"CUDA device: {torch.cuda.get_device_name(0) if cuda else 'none'}"
+          f" (torch built with CUDA {torch.version.cuda})")
+    try:
+        from scoredec import _C
+        info = _C.build_info()
+        print("_C: " + ", ".join(f"{k}={v}" for k, v in sorted(info.items())))
+    except ImportError as err:
+        print(f"_C: not built ({err})")
+    print("backends:")
+    for op, backends in ops.available_backends().items():
+        for name, (ok, reason) in backends.items():
+            print(f"  {op:<16} {name:<7} {'available' if ok else 'unavailable'}"
+                  + ("" if ok else f": {reason}"))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    from scoredec.experiments.bandit import BanditConfig
+    from scoredec.pipeline import TrainConfig
+    from scoredec.sde import SOLVERS
+
+    parser = argparse.ArgumentParser(
+        prog="scoredec", formatter_class=_formatter,
+        description="Offline multi-agent RL by sequential score decomposition (OMSD): behaviour "
+                    "diffusion models per agent conditioned on the earlier agents' actions, an IQL "
+                    "critic, and score-regularized decentralized actors.")
+    parser.add_argument("--version", action="version", version=f"scoredec {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("bandit", formatter_class=_formatter,
+                       help="OMSD vs marginal regularization on the two-mode bandit (minutes on CPU)",
+                       description="Trains behaviour models, critics and actors of each method on the "
+                                   "multimodal bandit over several seeds; prints a per-seed table and "
+                                   "writes bandit.png, bandit.md and bandit.json.")
+    p.add_argument("--out", default="bandit_out", help="output directory")
+    add_config_arguments(p, BanditConfig)
+    p.set_defaults(func=cmd_bandit)
+
+    p = sub.add_parser("train", formatter_class=_formatter,
+                       help="train stage 1, the critic, stage 2 or all from a dataset file",
+                       description="Trains into a run directory (config.yaml, metrics.jsonl, "
+                                   "TensorBoard, checkpoints/, and behavior/critic/actors "
+                                   ".safetensors+.json). Flags override the --config YAML.")
+    p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
+                   "IQL critic, stage2 = actors, all = what the method needs")
+    p.add_argument("--data", required=True, help="dataset file (.h5, scoredec schema)")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue stages from their last checkpoint (exactly)")
+    p.add_argument("--budget", type=int, help="stop after this many optimizer steps (resume later)")
+    add_config_arguments(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", formatter_class=_formatter,
+                       help="roll out a run's actors decentralized and score them",
+                       description="Each agent acts on its own observation; reports mean +- std "
+                                   "return and normalized score, and writes a JSON file.")
+    p.add_argument("run", help="run directory with actors.safetensors")
+    p.add_argument("--task", help="environment id (default: the dataset's)")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
+    p.add_argument("--envs", type=int, default=10, help="environments stepped in parallel")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first round of episodes")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    p.add_argument("--out", help="JSON output (default RUN/evaluation.json)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", formatter_class=_formatter,
+                       help="draw joint actions from a run's behaviour model",
+                       description="Sequential ancestral sampling a_0 ~ mu_0(.|o_0), a_1 ~ mu_1(.|o_1, a_0)"
+                                   ", ... on observations drawn from a dataset.")
+    p.add_argument("run", help="run directory with behavior.safetensors")
+    p.add_argument("--data", help="dataset whose observations condition the samples (default: the run's)")
+    p.add_argument("--count", type=int, default=1000, help="joint samples")
+    p.add_argument("--steps", type=int, help="solver steps per agent (default: the run's config)")
+    p.add_argument("--solver", choices=SOLVERS, help="solver (default: the run's config)")
+    p.add_argument("--seed", type=int, default=0, help="seed of observations and noise")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", formatter_class=_formatter,
+                       help="versions, devices, available backends, how _C was built")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+# Errors that are the user's input, not a bug: one line, no traceback (unless --traceback).
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        if args.traceback:
+            raise
+        print(f"scoredec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""`scoredec train`: dataset file -> stage 1 (behaviour, critic) -> stage 2 (actors), in a run dir.
+
+Each stage's finished product is saved as <run>/<name>.safetensors + .json (weights plus the
+meta needed to rebuild the module), so later stages, `evaluate` and `sample` load it without
+the training code's state. While a stage trains, resumable checkpoints go to
+<run>/checkpoints/. The config is seeded before any network is built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
+from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
+from scoredec.config import config_from_dict, config_to_dict, param
+from scoredec.critic import CriticConfig, CriticStage, IQLCritic
+from scoredec.data.hdf5 import read_dataset
+from scoredec.data.tensors import OfflineData
+from scoredec.layout import AgentSpec
+from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.runs import MetricsLogger, RunDir
+from scoredec.training import run_stage
+
+log = logging.getLogger(__name__)
+
+STAGES = ("behavior", "critic", "policy")
+
+
+@dataclass
+class TrainConfig:
+    """One training run of one method on one dataset."""
+
+    method: str = param("omsd", "stage-2 method (brpo-jal is a centralized oracle)",
+                        choices=tuple(METHODS))
+    order: tuple[int, ...] | None = param(None, "agent order of the sequential decomposition "
+                                                "(default 0..n-1)")
+    seed: int = param(0, "seed of every generator, set before any network is built")
+    device: str = param("auto", "cpu, cuda, or auto (cuda when available)",
+                        choices=("auto", "cpu", "cuda"))
+    log_every: int = param(1000, "steps between metric records")
+    checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+    behavior: BehaviorConfig = param(BehaviorConfig, "behaviour score models (stage 1a)")
+    critic: CriticConfig = param(CriticConfig, "IQL critic (stage 1b)")
+    policy: PolicyConfig = param(PolicyConfig, "actors (stage 2)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def spec_meta(spec: AgentSpec) -> dict:
+    return {"obs_dims": list(spec.obs_dims), "act_dims": list(spec.act_dims)}
+
+
+def spec_from_meta(meta: dict) -> AgentSpec:
+    return AgentSpec(tuple(meta["obs_dims"]), tuple(meta["act_dims"]))
+
+
+def stages_for(method: str) -> tuple[str, ...]:
+    """The stages a method needs: BC has no behaviour model and no critic."""
+    return ("policy",) if METHODS[method].score_mode is None else STAGES
+
+
+# --------------------------------------------------------------------------- building modules
+
+def build_behavior(spec: AgentSpec, cfg: TrainConfig) -> BehaviorModel:
+    return BehaviorModel(spec, METHODS[cfg.method].score_mode, cfg.behavior, order=cfg.order)
+
+
+def build_critic(spec: AgentSpec, cfg: TrainConfig) -> IQLCritic:
+    return IQLCritic(spec, METHODS[cfg.method].critic_scope, cfg.critic)
+
+
+def build_actors(spec: AgentSpec, cfg: TrainConfig) -> Actors:
+    return Actors(spec, METHODS[cfg.method].actor_mode, cfg.policy.hidden, cfg.policy.layers)
+
+
+BUILDERS = {"behavior": build_behavior, "critic": build_critic, "policy": build_actors}
+
+
+def product_stem(run: Path, stage: str) -> Path:
+    return Path(run) / {"behavior": "behavior", "critic": "critic", "policy": "actors"}[stage]
+
+
+def save_product(run: Path, stage: str, module: torch.nn.Module, spec: AgentSpec,
+                 cfg: TrainConfig, origin: dict) -> None:
+    """origin: where the data came from ({"data": path, "env_id": ...}), for evaluate/sample."""
+    meta = {"stage": stage, "spec": spec_meta(spec), "config": config_to_dict(cfg), **origin}
+    save_checkpoint(product_stem(run, stage), modules={stage: module}, global_rng=False, meta=meta)
+
+
+def load_product(run: Path, stage: str, device: torch.device | str = "cpu"):
+    """Rebuild and load a finished stage's module from <run>/<name>: (module, spec, config)."""
+    stem = product_stem(run, stage)
+    if not is_complete(stem):
+        raise FileNotFoundError(f"{stem}.json: stage '{stage}' has not finished in run {run}")
+    meta = json.loads(Path(f"{stem}.json").read_text())["meta"]
+    cfg = config_from_dict(TrainConfig, meta["config"], where=f"{stem}.json")
+    spec = spec_from_meta(meta["spec"])
+    module = BUILDERS[stage](spec, cfg)
+    load_checkpoint(stem, modules={stage: module}, global_rng=False)
+    return module.to(device), spec, cfg
+
+
+# --------------------------------------------------------------------------- training
+
+def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
+          stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
+          budget: int | None = None) -> Path:
+    """Train the given stages (default: all the method needs) into run_path.
+
+    Finished stages are skipped; a stage with checkpoints but no product needs resume=True.
+    budget: at most that many optimizer steps in this call, over all stages (a time-limited
+    sitting: it checkpoints where it stops; resume=True continues)."""
+    run_path = Path(run_path)
+    wanted = stages_for(cfg.method) if stages is None else stages
+    for stage in wanted:
+        if stage not in stages_for(cfg.method):
+            raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
+                             f"{stages_for(cfg.method)}")
+    device = resolve_device(cfg.device)
+    dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
+    run = RunDir(run_path, {"train": config_to_dict(cfg), "data": str(Path(data_path).resolve())},
+                 resume=True)
+    origin = {"data": str(Path(data_path).resolve()), "env_id": dataset.env_id}
+    data = OfflineData.from_dataset(dataset, device=device)
+    del dataset
+    torch.manual_seed(cfg.seed)
+    with MetricsLogger(run_path) as logger:
+        for i, stage in enumerate(STAGES):
+            if stage not in wanted:
+                continue
+            if is_complete(product_stem(run_path, stage)):
+                log.info("stage %s: already finished in %s, skipped", stage, run_path)
+                continue
+            if run.latest(f"{stage}-") is not None and not resume:
+                raise RuntimeError(f"{run_path}: stage '{stage}' has checkpoints; pass --resume "
+                                   "to continue it, or choose a new --run directory")
+            # Every stage has its own seed so that running stages separately or together,
+            # stopped or not, gives the same networks.
+            torch.manual_seed(cfg.seed * 1000 + i)
+            generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + i)
+            module = BUILDERS[stage](data.spec, cfg).to(device)
+            trainer = make_stage(stage, module, run_path, cfg, device)
+            result = run_stage(trainer, data, generator, run=run, logger=logger,
+                               log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                               budget=budget, progress=progress)
+            if not result.finished:
+                log.info("stage %s: stopped at step %d of %d (budget); resume to continue",
+                         stage, result.step, trainer.steps)
+                return run_path
+            save_product(run_path, stage, module, data.spec, cfg, origin)
+            if budget is not None:
+                budget -= result.steps_run
+    return run_path
+
+
+def make_stage(stage: str, module, run_path: Path, cfg: TrainConfig, device):
+    if stage == "behavior":
+        return BehaviorStage(module, cfg.behavior)
+    if stage == "critic":
+        return CriticStage(module, cfg.critic)
+    method = METHODS[cfg.method]
+    behavior = critic = None
+    if method.score_mode is not None:
+        behavior = load_product(run_path, "behavior", device)[0]
+        critic = load_product(run_path, "critic", device)[0]
+    return PolicyStage(PolicyObjective(cfg.method, module, cfg.policy, behavior, critic))
