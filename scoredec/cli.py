@@ -132,6 +132,26 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- data
+
+def cmd_data_info(args) -> int:
+    from scoredec.data.card import format_card, load_or_make_card
+
+    print(format_card(load_or_make_card(args.file)))
+    return 0
+
+
+def cmd_data_import_omar(args) -> int:
+    from scoredec.data.card import write_card
+    from scoredec.data.omar import omar_to_hdf5
+
+    ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
+    paths = write_card(ds, args.out)
+    print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents) and "
+          + ", ".join(str(p) for p in paths))
+    return 0
+
+
 # --------------------------------------------------------------------------- info
 
 def cmd_info(args) -> int:
@@ -234,6 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: cards, import",
+                       description="Inspect and import datasets in the scoredec HDF5 schema.")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
+                        description="Prints the card next to the file (FILE.card.json), or "
+                                    "computes it from the file (validated on read).")
+    q.add_argument("file", help="dataset file (.h5)")
+    q.set_defaults(func=cmd_data_info)
+    from scoredec.data.omar import OMAR_TASKS
+    q = data.add_parser("import-omar", formatter_class=_formatter,
+                        help="convert an OMAR per-agent .npy dataset folder",
+                        description="Reads obs_i/acs_i/rews_i/next_obs_i/dones_i.npy (never with "
+                                    "pickle), restores episode boundaries, validates, writes the "
+                                    "HDF5 file atomically and its card.")
+    q.add_argument("directory", help="folder with the per-agent .npy files")
+    q.add_argument("--task", required=True, choices=tuple(OMAR_TASKS), help="task of the data")
+    q.add_argument("--out", required=True, help="output dataset file (.h5)")
+    q.add_argument("--include-prey", action="store_true",
+                   help="tag/world: also import the prey as an agent")
+    q.set_defaults(func=cmd_data_import_omar)
 
     p = sub.add_parser("info", formatter_class=_formatter,
                        help="versions, devices, available backends, how _C was built")

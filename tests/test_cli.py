@@ -9,7 +9,7 @@ from scoredec.cli import build_parser, main
 from scoredec.data.hdf5 import write_dataset
 from scoredec.envs import bandit
 
-SUBCOMMANDS = ["bandit", "train", "evaluate", "sample", "info"]
+SUBCOMMANDS = ["bandit", "train", "evaluate", "sample", "data", "info"]
 TINY = ["--behavior.arch", "compact", "--behavior.hidden", "16", "--behavior.steps", "20",
         "--behavior.batch_size", "16", "--critic.hidden", "8", "--critic.steps", "20",
         "--critic.batch_size", "16", "--policy.hidden", "8", "--policy.steps", "20",
@@ -76,3 +76,13 @@ def test_bad_flag_values_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["train", "all", "--data", "x", "--run", "y", "--method", "maddpg"])
     assert "maddpg" in capsys.readouterr().err
+
+
+def test_data_info_prints_the_card(tmp_path, capsys):
+    data = tmp_path / "bandit.h5"
+    write_dataset(data, bandit.make_dataset(200, seed=2))
+    assert main(["data", "info", str(data)]) == 0
+    assert "Multimodality" in capsys.readouterr().out
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    assert main(["data", "info", str(tmp_path / "broken.h5")]) == 2
+    assert "broken.h5" in capsys.readouterr().err

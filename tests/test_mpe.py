@@ -161,6 +161,8 @@ def test_episode_return_and_normalization():
     assert (normalized_score("world", torch.tensor(79.5)) - 100).abs() < 1e-4
     with pytest.raises(ValueError, match="rewards must be"):
         episode_return("tag", r[0])
+    for name in TASKS:  # the method rollout.py calls agrees with the function
+        torch.testing.assert_close(make_mpe(name, 2).episode_return(r), episode_return(name, r))
 
 
 def _rollout_return(name, policy, n_envs, seed):

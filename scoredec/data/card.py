@@ -352,8 +352,8 @@ def format_card(card: dict[str, Any]) -> str:
         "Signs of the agents' first action dimension (+ is >= 0): how often each joint pattern "
         "occurs, and the mutual information between the two signs over all rows and within "
         f"{mm['local']['anchors']} neighbourhoods of {mm['local']['neighbours']} rows in "
-        "comparable states. ~0 bits: independent choices; ~1 bit: the agents always choose together "
-        "between two equally likely modes.",
+        "comparable states. ~0 bits: independent choices; ~1 bit: the agents always choose "
+        "together between two equally likely modes.",
         "",
     ]
     if mm["pairs"]:

@@ -313,6 +313,11 @@ class MPEEnv:
         done = torch.full((self.num_envs,), done_flag, dtype=torch.bool, device=self.device)
         return obs, rew_all[:, : self.n_agents].contiguous(), done, info
 
+    def episode_return(self, rewards: torch.Tensor) -> torch.Tensor:
+        """DESIGN.md 1.7 return; rewards [B, T, n_agents] -> [B]. Cooperative tasks: sum over
+        steps of the mean agent reward (predator-prey tasks override: predator 0's sum)."""
+        return rewards.mean(dim=2).sum(dim=1)
+
     def sample_random_actions(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """Uniform actions in [-1, 1]^act_dim (``action_space.sample()``): [B, n, act_dim]."""
         gen = self.generator if generator is None else generator

@@ -63,6 +63,10 @@ class PredatorPreyEnv(MPEEnv):
         self._others = torch.tensor(others, dtype=torch.long, device=self.device)
         self._self_idx = torch.arange(n_all, device=self.device)[:, None]
 
+    def episode_return(self, rewards: torch.Tensor) -> torch.Tensor:
+        """DESIGN.md 1.7 return: predator 0's reward summed. rewards [B, T, 3] -> [B]."""
+        return rewards[:, :, 0].sum(dim=1)
+
     # indices into self.pos
     @property
     def prey_index(self) -> int:
