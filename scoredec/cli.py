@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -79,11 +78,11 @@ def cmd_evaluate(args) -> int:
     from scoredec.rollout import evaluate
 
     device = resolve_device(args.device)
-    actors, _, cfg = load_product(Path(args.run), "policy", device)
-    env_id = args.task or json.loads((Path(args.run) / "actors.json").read_text())["meta"].get("env_id")
+    product = load_product(Path(args.run), "policy", device)
+    cfg, env_id = product.config, args.task or product.meta.get("env_id")
     if not env_id:
-        raise SystemExit("the run does not record its environment: pass --task")
-    result = evaluate(actors.eval(), env_id, args.episodes, args.envs, args.seed, device)
+        raise ValueError("the run does not record its environment: pass --task")
+    result = evaluate(product.module.eval(), env_id, args.episodes, args.envs, args.seed, device)
     result["method"] = cfg.method
     line = f"{env_id} {cfg.method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
     if "normalized_mean" in result:
@@ -106,10 +105,11 @@ def cmd_sample(args) -> int:
     from scoredec.pipeline import load_product, resolve_device
 
     device = resolve_device(args.device)
-    behavior, spec, cfg = load_product(Path(args.run), "behavior", device)
-    data_path = args.data or json.loads((Path(args.run) / "behavior.json").read_text())["meta"].get("data")
+    product = load_product(Path(args.run), "behavior", device)
+    behavior, spec, cfg = product.module, product.spec, product.config
+    data_path = args.data or product.meta.get("data")
     if not data_path:
-        raise SystemExit("pass --data: the observations to condition on")
+        raise ValueError("pass --data: the observations to condition on")
     ds = read_dataset(data_path)
     rng = np.random.default_rng(args.seed)
     rows = rng.integers(0, ds.n_transitions, size=args.count)

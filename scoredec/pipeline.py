@@ -98,8 +98,19 @@ def save_product(run: Path, stage: str, module: torch.nn.Module, spec: AgentSpec
     save_checkpoint(product_stem(run, stage), modules={stage: module}, global_rng=False, meta=meta)
 
 
-def load_product(run: Path, stage: str, device: torch.device | str = "cpu"):
-    """Rebuild and load a finished stage's module from <run>/<name>: (module, spec, config)."""
+@dataclass
+class Product:
+    """A finished stage loaded from a run: the module, the agents' widths, the run's config and
+    the stored meta (which also records the data file and env_id)."""
+
+    module: torch.nn.Module
+    spec: AgentSpec
+    config: TrainConfig
+    meta: dict
+
+
+def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> Product:
+    """Rebuild and load a finished stage's module from <run>/<name>.safetensors + .json."""
     stem = product_stem(run, stage)
     if not is_complete(stem):
         raise FileNotFoundError(f"{stem}.json: stage '{stage}' has not finished in run {run}")
@@ -108,7 +119,7 @@ def load_product(run: Path, stage: str, device: torch.device | str = "cpu"):
     spec = spec_from_meta(meta["spec"])
     module = BUILDERS[stage](spec, cfg)
     load_checkpoint(stem, modules={stage: module}, global_rng=False)
-    return module.to(device), spec, cfg
+    return Product(module.to(device), spec, cfg, meta)
 
 
 # --------------------------------------------------------------------------- training
@@ -172,6 +183,6 @@ def make_stage(stage: str, module, run_path: Path, cfg: TrainConfig, device):
     method = METHODS[cfg.method]
     behavior = critic = None
     if method.score_mode is not None:
-        behavior = load_product(run_path, "behavior", device)[0]
-        critic = load_product(run_path, "critic", device)[0]
+        behavior = load_product(run_path, "behavior", device).module
+        critic = load_product(run_path, "critic", device).module
     return PolicyStage(PolicyObjective(cfg.method, module, cfg.policy, behavior, critic))

@@ -62,7 +62,8 @@ def test_stopped_and_resumed_run_ends_with_identical_weights(data_file, tmp_path
 
 def test_products_rebuild_and_finished_stages_are_skipped(data_file, tmp_path):
     run = train(data_file, tiny_config("brpo-ind"), tmp_path / "run", progress=False)
-    actors, spec, cfg = load_product(run, "policy")
+    product = load_product(run, "policy")
+    actors, spec, cfg = product.module, product.spec, product.config
     assert cfg.method == "brpo-ind" and spec.n_agents == 2
     a = actors.act(bandit.observations(4))
     assert a.shape == (4, 2, 1) and a.abs().max() <= 1
