@@ -152,6 +152,22 @@ def cmd_data_import_omar(args) -> int:
     return 0
 
 
+def cmd_data_make(args) -> int:
+    from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
+    from scoredec.data.factory import make_dataset_file
+
+    start = time.perf_counter()
+    ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
+                           seed=args.seed, progress=not args.quiet)
+    returns = episode_returns(ds, return_kind_for(ds.env_id))
+    score = normalized_score(returns, ds.reference_returns)
+    print(f"wrote {args.out}: {args.task}/{args.quality}, {returns.size} episodes, "
+          f"{ds.n_transitions} transitions, return {returns.mean():.2f} +- {returns.std():.2f}, "
+          f"normalized {score.mean():.1f}, {time.perf_counter() - start:.1f} s")
+    print("card: " + ", ".join(str(p) for p in card_paths(args.out)))
+    return 0
+
+
 # --------------------------------------------------------------------------- info
 
 def cmd_info(args) -> int:
@@ -255,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: cards, import",
+    p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: make, inspect, import",
                        description="Inspect and import datasets in the scoredec HDF5 schema.")
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
@@ -275,6 +291,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--include-prey", action="store_true",
                    help="tag/world: also import the prey as an agent")
     q.set_defaults(func=cmd_data_import_omar)
+    from scoredec.data.factory import DEFAULT_EPISODES, QUALITIES, TASKS
+    q = data.add_parser("make", formatter_class=_formatter,
+                        help="generate a seeded dataset (random, medium-replay, medium, expert)",
+                        description="Rolls out the scripted MPE behaviour policies batched, writes "
+                                    "the HDF5 file atomically and its card next to it. The same "
+                                    "seed and episodes give the same bytes.")
+    q.add_argument("task", choices=TASKS, help="MPE task")
+    q.add_argument("quality", choices=QUALITIES, help="behaviour policy level")
+    q.add_argument("--out", required=True, help="output dataset file (.h5)")
+    q.add_argument("--episodes", type=int,
+                   help="25-step episodes; None = the quality's size (" + ", ".join(
+                       f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
+    q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    q.set_defaults(func=cmd_data_make)
 
     p = sub.add_parser("info", formatter_class=_formatter,
                        help="versions, devices, available backends, how _C was built")
