@@ -8,6 +8,7 @@
 #include <string>
 
 #include "noise_embed.h"
+#include "score_compact.h"
 
 #ifdef SCOREDEC_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -70,6 +71,65 @@ void noise_embed(std::uintptr_t a, std::uintptr_t z, std::uintptr_t t, std::uint
     throw std::runtime_error(std::string("noise_embed CUDA launch failed: ") + err);
   }
 }
+
+// Largest dynamic shared memory one block may use on sm_90 (cudaDevAttrMaxSharedMemoryPerBlockOptin).
+constexpr std::int64_t kMaxSharedBytes = 232448;
+
+void score_compact(std::uintptr_t x, std::uintptr_t t, std::uintptr_t cond, std::uintptr_t freqs,
+                   std::uintptr_t w0, std::uintptr_t b0, std::uintptr_t wh, std::uintptr_t bh,
+                   std::uintptr_t wo, std::uintptr_t bo, std::uintptr_t out, std::int64_t m,
+                   std::int64_t B, std::int64_t dx, std::int64_t dc, std::int64_t F, std::int64_t W,
+                   std::int64_t num_hidden, int dtype, bool t_is_f32, bool freqs_is_f32,
+                   std::uintptr_t stream) {
+  if (m < 0 || B < 0 || dx < 1 || dc < 0 || F < 1 || W < 1 || num_hidden < 0) {
+    throw std::invalid_argument(
+        "score_compact: need m >= 0, B >= 0, dx >= 1, dc >= 0, F >= 1, W >= 1, num_hidden >= 0");
+  }
+  if (m > 65535) {
+    throw std::invalid_argument("score_compact: at most 65535 models (grid y)");
+  }
+  if (dtype < 0 || dtype > 2) {
+    throw std::invalid_argument("score_compact: dtype code must be 0 (fp32), 1 (fp16) or 2 (bf16)");
+  }
+  scoredec::ScoreCompactParams p{};
+  p.x = reinterpret_cast<const void*>(x);
+  p.t = reinterpret_cast<const void*>(t);
+  p.cond = reinterpret_cast<const void*>(cond);
+  p.freqs = reinterpret_cast<const void*>(freqs);
+  p.w0 = reinterpret_cast<const void*>(w0);
+  p.b0 = reinterpret_cast<const void*>(b0);
+  p.wh = reinterpret_cast<const void*>(wh);
+  p.bh = reinterpret_cast<const void*>(bh);
+  p.wo = reinterpret_cast<const void*>(wo);
+  p.bo = reinterpret_cast<const void*>(bo);
+  p.out = reinterpret_cast<void*>(out);
+  p.m = m;
+  p.B = B;
+  p.dx = dx;
+  p.dc = dc;
+  p.F = F;
+  p.W = W;
+  p.num_hidden = num_hidden;
+  p.dtype = static_cast<scoredec::DType>(dtype);
+  p.t_is_f32 = t_is_f32;
+  p.freqs_is_f32 = freqs_is_f32;
+  const std::int64_t shared = scoredec::score_compact_shared_bytes(p);
+  if (shared > kMaxSharedBytes) {
+    throw std::invalid_argument("score_compact: x_dim + cond_dim + 2F + 2 width = " +
+                                std::to_string(dx + dc + 2 * F + 2 * W) +
+                                " floats per row need " + std::to_string(shared) +
+                                " B of shared memory per block, more than " +
+                                std::to_string(kMaxSharedBytes) + "; use backend='torch' or 'triton'");
+  }
+  const char* err = nullptr;
+  {
+    py::gil_scoped_release release;
+    err = scoredec::score_compact_cuda(p, reinterpret_cast<void*>(stream));
+  }
+  if (err != nullptr) {
+    throw std::runtime_error(std::string("score_compact CUDA launch failed: ") + err);
+  }
+}
 #endif
 
 }  // namespace
@@ -82,5 +142,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x_t"), py::arg("temb"), py::arg("B"), py::arg("d"), py::arg("F"),
         py::arg("beta_0"), py::arg("beta_1"), py::arg("dtype"), py::arg("stream"),
         "Fused x_t = alpha_t a + sigma_t z and temb = [sin, cos](2 pi t freqs) on `stream`.");
+  m.def("score_compact", &score_compact, py::arg("x"), py::arg("t"), py::arg("cond"), py::arg("freqs"),
+        py::arg("w0"), py::arg("b0"), py::arg("wh"), py::arg("bh"), py::arg("wo"), py::arg("bo"),
+        py::arg("out"), py::arg("m"), py::arg("B"), py::arg("dx"), py::arg("dc"), py::arg("F"),
+        py::arg("W"), py::arg("num_hidden"), py::arg("dtype"), py::arg("t_is_f32"),
+        py::arg("freqs_is_f32"), py::arg("stream"),
+        "Forward of m stacked compact score nets (packed weights) in one launch on `stream`.");
 #endif
 }

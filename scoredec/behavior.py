@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from scoredec import sde
 from scoredec.config import param
 from scoredec.layout import AgentSpec, ScoreLayout
-from scoredec.nets import make_score_net
-from scoredec.ops import noise_and_embed
+from scoredec.nets import CompactScoreNet, make_score_net
+from scoredec.ops import noise_and_embed, score_eval_compact
 from scoredec.sampling import integrate
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
@@ -80,12 +80,19 @@ class BehaviorModel(nn.Module):
         err = ((eps - z) ** 2 * self.x_mask.to(eps.dtype)).sum(-1)
         return err.mean(dim=1).sum()
 
-    def epsilon(self, x_t: Tensor, t: Tensor, obs: Tensor, actions: Tensor | None = None) -> Tensor:
+    def epsilon(self, x_t: Tensor, t: Tensor, obs: Tensor, actions: Tensor | None = None,
+                backend: str | None = None) -> Tensor:
         """All models' noise predictions at once: x_t [m, B, x_dim], t [m, B] -> [m, B, x_dim].
 
         Sequential mode conditions model k on actions of agents order[:k] (stage 2 passes the
-        current policies' actions): this is the per-agent sequential score evaluation."""
-        return self.net(x_t, t, self.layout.conditions(obs, actions))
+        current policies' actions): this is the per-agent sequential score evaluation. A compact
+        net runs through the fused op scoredec.ops.score_eval_compact (backend: as that op; the
+        torch path on CPU tensors; its kernel backends are forward only)."""
+        cond = self.layout.conditions(obs, actions)
+        if isinstance(self.net, CompactScoreNet):
+            return score_eval_compact(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
+                                      backend=backend)
+        return self.net(x_t, t, cond)
 
     @torch.no_grad()
     def sample(self, obs: Tensor, steps: int | None = None, solver: str | None = None,

@@ -26,7 +26,6 @@ from scoredec.config import param
 from scoredec.critic import IQLCritic
 from scoredec.layout import ActorLayout, AgentSpec
 from scoredec.nets import StackedMLP
-from scoredec.ops import noise_and_embed
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 
@@ -147,15 +146,12 @@ class PolicyObjective:
         t, z = noise if noise is not None else draw_noise(
             m, batch, d, cfg.t_min, cfg.t_max, generator, obs)
         with torch.no_grad():
-            x_t, fourier = noise_and_embed(
-                x0.detach().reshape(m * batch, d), z.reshape(m * batch, d), t.reshape(-1),
-                self.behavior.net.freqs.to(obs.dtype), beta_0=self.vp.beta_0,
-                beta_1=self.vp.beta_1, backend=backend)
-            e = self.behavior.net.forward_embedded(
-                x_t.view(m, batch, d), fourier.view(m, batch, -1), lay.conditions(obs, a_cur))
+            alpha, sigma = self.vp.alpha_sigma(t)
+            x_t = alpha[..., None] * x0.detach() + sigma[..., None] * z
+            # The per-agent sequential score evaluation: all n models in one stacked call.
+            e = self.behavior.epsilon(x_t, t, obs, a_cur, backend=backend)
             if cfg.subtract_noise:
                 e = e - z
-            alpha, sigma = self.vp.alpha_sigma(t)
             w = score_weight(cfg.weighting, alpha, sigma)
             g, q = self.critic.action_gradient(obs, a_cur)
             if cfg.normalize_guidance:

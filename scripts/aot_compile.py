@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -64,11 +65,21 @@ def ptx_arch(ptx: str) -> str:
     return m.group(1) if m else "sm_90a"
 
 
+def kernel_modules(kernels) -> list[str]:
+    """scoredec.kernels.KERNEL_MODULES, then every other module of the package that declares
+    KERNELS, so a new kernel file is compiled without registering it twice."""
+    names = list(kernels.KERNEL_MODULES)
+    for info in pkgutil.iter_modules(kernels.__path__):
+        if info.name not in names and hasattr(importlib.import_module(f"scoredec.kernels.{info.name}"), "KERNELS"):
+            names.append(info.name)
+    return names
+
+
 def compile_all(arch: int) -> list[dict]:
     kernels = importlib.import_module("scoredec.kernels")
     target = GPUTarget("cuda", arch, WARP_SIZE)
     rows = []
-    for module_name in kernels.KERNEL_MODULES:
+    for module_name in kernel_modules(kernels):
         module = importlib.import_module(f"scoredec.kernels.{module_name}")
         for kernel_name, fn, configs in module.KERNELS:
             for cfg in configs:

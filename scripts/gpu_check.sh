@@ -4,8 +4,9 @@
 # triton and cuda backends, opcheck, torch.compile), compile the Triton kernels ahead of time,
 # run the benchmarks. Everything lands in the output directory:
 #   bash scripts/gpu_check.sh [OUTDIR]        (default: $OUT)
-# OUTDIR gets gpu_check.log, env.txt, build_info.json, tests.xml, aot.json, bench.json and
-# RESULTS_gpu.md (rows for benchmarks/RESULTS.md). Exits non-zero if any phase failed.
+# OUTDIR gets gpu_check.log, env.txt, build_info.json, tests.xml, aot.json, bench.json,
+# bench_score_compact.json, RESULTS_gpu.md and RESULTS_gpu_score_compact.md (rows for
+# benchmarks/RESULTS.md). Exits non-zero if any phase failed.
 # PYTHON selects the interpreter (default python3).
 set -uo pipefail
 
@@ -64,7 +65,7 @@ PY
 
 tests() {
   "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_ops_noise_embed.py tests/test_ops_registry.py \
-    tests/test_ops_build.py --junitxml="$OUTDIR/tests.xml"
+    tests/test_ops_build.py tests/test_ops_score_compact.py --junitxml="$OUTDIR/tests.xml"
 }
 
 aot() {
@@ -77,11 +78,19 @@ bench() {
     && "$PY" benchmarks/results_md.py "$OUTDIR/bench.json" | tee "$OUTDIR/RESULTS_gpu.md"
 }
 
+bench_score_compact() {
+  "$PY" -m pytest -q -p no:cacheprovider benchmarks/bench_score_compact.py -rs \
+      --benchmark-json="$OUTDIR/bench_score_compact.json" --benchmark-columns=min,median,max,rounds \
+    && "$PY" benchmarks/bench_score_compact.py "$OUTDIR/bench_score_compact.json" \
+      | tee "$OUTDIR/RESULTS_gpu_score_compact.md"
+}
+
 phase environment environment
 phase build build
 phase tests tests
 phase aot aot
 phase bench bench
+phase bench_score_compact bench_score_compact
 
 if ((${#FAILED[@]})); then
   echo "gpu_check: FAILED phases: ${FAILED[*]}"

@@ -14,6 +14,7 @@ from .registry import (
     select,
     select_name,
 )
+from .score_compact import score_eval_compact
 
 __all__ = [
     "BACKENDS",
@@ -27,6 +28,7 @@ __all__ = [
     "register_backend",
     "register_op",
     "requested_backend",
+    "score_eval_compact",
     "select",
     "select_name",
 ]
