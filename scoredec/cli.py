@@ -74,17 +74,17 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from scoredec.io import atomic_write_json
-    from scoredec.pipeline import load_product, resolve_device
+    from scoredec.pipeline import load_actors, resolve_device
     from scoredec.rollout import evaluate
 
     device = resolve_device(args.device)
-    product = load_product(Path(args.run), "policy", device)
-    cfg, env_id = product.config, args.task or product.meta.get("env_id")
+    actors, meta = load_actors(Path(args.run), device)
+    env_id = args.task or meta.get("env_id")
     if not env_id:
         raise ValueError("the run does not record its environment: pass --task")
-    result = evaluate(product.module.eval(), env_id, args.episodes, args.envs, args.seed, device)
-    result["method"] = cfg.method
-    line = f"{env_id} {cfg.method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
+    result = evaluate(actors, env_id, args.episodes, args.envs, args.seed, device)
+    method = result["method"] = meta.get("config", {}).get("method", meta.get("method", "?"))
+    line = f"{env_id} {method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
     if "normalized_mean" in result:
         line += f", normalized {result['normalized_mean']:.1f} +- {result['normalized_std']:.1f}"
     print(line + f" over {result['episodes']} episodes")

@@ -95,7 +95,28 @@ def save_product(run: Path, stage: str, module: torch.nn.Module, spec: AgentSpec
                  cfg: TrainConfig, origin: dict) -> None:
     """origin: where the data came from ({"data": path, "env_id": ...}), for evaluate/sample."""
     meta = {"stage": stage, "spec": spec_meta(spec), "config": config_to_dict(cfg), **origin}
+    if stage == "policy":
+        meta["actors"] = module.describe()
     save_checkpoint(product_stem(run, stage), modules={stage: module}, global_rng=False, meta=meta)
+
+
+def save_actors(run: Path, actors: Actors, meta: dict) -> None:
+    """Final actors of any method (OMSD family or a baseline) as <run>/actors.safetensors +
+    .json; meta should hold env_id and data so that `scoredec evaluate RUN` needs nothing else."""
+    meta = {**meta, "stage": "policy", "actors": actors.describe()}
+    save_checkpoint(product_stem(run, "policy"), modules={"policy": actors}, global_rng=False,
+                    meta=meta)
+
+
+def load_actors(run: Path, device: torch.device | str = "cpu") -> tuple[Actors, dict]:
+    """The final actors of any method's run, rebuilt from their description: (actors, meta)."""
+    stem = product_stem(run, "policy")
+    if not is_complete(stem):
+        raise FileNotFoundError(f"{stem}.json: run {run} has no finished actors")
+    meta = json.loads(Path(f"{stem}.json").read_text())["meta"]
+    actors = Actors.from_description(meta["actors"])
+    load_checkpoint(stem, modules={"policy": actors}, global_rng=False)
+    return actors.to(device).eval(), meta
 
 
 @dataclass

@@ -76,7 +76,7 @@ class Actors(nn.Module):
     def __init__(self, spec: AgentSpec, mode: str = "decentralized", hidden: int = 256,
                  layers: int = 2):
         super().__init__()
-        self.spec = spec
+        self.spec, self.hidden, self.layers = spec, hidden, layers
         self.layout = ActorLayout(spec, mode)
         lay = self.layout
         self.mlp = StackedMLP(lay.models, lay.in_dim, (hidden,) * layers, lay.out_dim,
@@ -93,6 +93,16 @@ class Actors(nn.Module):
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
         return self(obs)
+
+    def describe(self) -> dict:
+        """What rebuilds these actors: saved beside their weights by every method."""
+        return {"obs_dims": list(self.spec.obs_dims), "act_dims": list(self.spec.act_dims),
+                "mode": self.layout.mode, "hidden": self.hidden, "layers": self.layers}
+
+    @classmethod
+    def from_description(cls, d: dict) -> "Actors":
+        return cls(AgentSpec(tuple(d["obs_dims"]), tuple(d["act_dims"])), d["mode"], d["hidden"],
+                   d["layers"])
 
 
 def score_weight(weighting: str, alpha: Tensor, sigma: Tensor) -> Tensor:

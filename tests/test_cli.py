@@ -69,7 +69,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "missing.h5" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists(), "a failed start must not leave a run directory"
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
-    assert "has not finished" in capsys.readouterr().err
+    assert "no finished actors" in capsys.readouterr().err
 
 
 def test_bad_flag_values_are_refused(capsys):
