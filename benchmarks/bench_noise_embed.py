@@ -10,40 +10,21 @@ are skipped with the reason. On a GPU every round ends with torch.cuda.synchroni
 
 from __future__ import annotations
 
-import platform
-
 import pytest
 import torch
+
+from benchutil import DEVICE, sync, versions
 
 from scoredec.ops import noise_embed as ne
 from scoredec.ops import registry
 from scoredec.sde import BETA_0, BETA_1, T_MIN
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 F = 16
 # The training batch (512 rows) times the agent counts of the tasks: 3 and 6 agents.
 BATCHES = (512 * 3, 4096 * 3, 16384 * 6)
 WIDTHS = (2, 6)
 DTYPE = torch.float32
 BACKENDS = ("eager", "compile", "compile-reduce-overhead", "triton", "cuda")
-
-
-def _versions() -> dict:
-    info = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "cuda": torch.version.cuda or "-", "triton": "-",
-            "threads": torch.get_num_threads()}
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        pass
-    return info
-
-
-def _sync():
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _bytes_moved(B: int, d: int, dtype: torch.dtype) -> int:
@@ -88,12 +69,12 @@ def test_noise_embed(benchmark, backend, B, d):
 
     def run():
         out = fn(*args)
-        _sync()
+        sync()
         return out
 
     for _ in range(3):  # compile / autotune / graph capture happen here, not in the timing
         run()
-    benchmark.extra_info.update(_versions())
+    benchmark.extra_info.update(versions())
     benchmark.extra_info.update(backend=backend, B=B, d=d, F=F, dtype=str(DTYPE).replace("torch.", ""),
                                 bytes=_bytes_moved(B, d, DTYPE))
     benchmark.group = f"noise_embed B={B} d={d}"

@@ -15,42 +15,24 @@ round ends with torch.cuda.synchronize().
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from collections import defaultdict
 
 import pytest
 import torch
 
+from benchutil import DEVICE, sync, versions
+
 from scoredec import sde
 from scoredec.nets import CompactScoreNet
 from scoredec.ops import score_compact as sc
 from scoredec.ops import score_eval_compact
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 AGENTS = (3, 6)
 BATCHES = (1, 64, 512, 4096)  # rows per agent
 OBS_DIM, ACT_DIM, WIDTH, LAYERS = 18, 5, 256, 3
 DTYPES = (torch.float32, torch.bfloat16) if DEVICE.type == "cuda" else (torch.float32,)
 VARIANTS = ("per-agent-loop", "eager", "compile", "compile-reduce-overhead", "triton", "cuda")
-
-
-def _versions() -> dict:
-    info = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "cuda": torch.version.cuda or "-", "triton": "-",
-            "threads": torch.get_num_threads()}
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        pass
-    return info
-
-
-def _sync():
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def flops(m: int, batch: int, net: CompactScoreNet) -> int:
@@ -119,12 +101,12 @@ def test_score_compact(benchmark, variant, n, batch, dtype):
     @torch.no_grad()
     def run():
         out = fn(net, x, t, cond)
-        _sync()
+        sync()
         return out
 
     for _ in range(3):  # compile / autotune / graph capture happen here, not in the timing
         run()
-    benchmark.extra_info.update(_versions())
+    benchmark.extra_info.update(versions())
     benchmark.extra_info.update(op="score_compact", variant=variant, n=n, batch=batch, width=WIDTH, layers=LAYERS,
                                 dtype=str(dtype).replace("torch.", ""), flops=flops(n, batch, net))
     benchmark.group = f"score_compact n={n} batch={batch} {dtype}"

@@ -186,19 +186,7 @@ for _op in (noise_embed_triton, noise_embed_cuda):
     _op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _triton_available(device: torch.device | None) -> registry.Availability:
-    ok, reason = registry.triton_available(device)
-    if ok and device is not None and device.type == "cpu":
-        # The interpreter is chosen when @triton.jit decorates: the kernels module must have
-        # been imported with TRITON_INTERPRET=1 already set.
-        from triton.runtime.interpreter import InterpretedFunction
-
-        from scoredec.kernels import noise_embed as kernel
-
-        if not isinstance(kernel.noise_embed_kernel, InterpretedFunction):
-            return False, ("scoredec.kernels was imported before TRITON_INTERPRET=1 was set; "
-                           "set it in the environment before importing scoredec.kernels")
-    return ok, reason
+_triton_available = registry.triton_kernel_available("noise_embed", "noise_embed_kernel")
 
 
 registry.register_op(OP, noise_embed_torch)

@@ -14,6 +14,7 @@ tensors only under TRITON_INTERPRET=1 and only when requested explicitly.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
@@ -201,6 +202,24 @@ def cuda_build_info() -> dict | None:
     except ImportError:
         return None
     return _C.build_info()
+
+
+def triton_kernel_available(module: str, kernel: str) -> AvailabilityCheck:
+    """Availability of the Triton kernel scoredec.kernels.<module>.<kernel>: triton_available,
+    and on CPU tensors the kernel must have been decorated under the interpreter."""
+    def check(device: torch.device | None) -> Availability:
+        ok, reason = triton_available(device)
+        if ok and device is not None and device.type == "cpu":
+            # The interpreter is chosen when @triton.jit decorates: the kernels module must
+            # have been imported with TRITON_INTERPRET=1 already set.
+            from triton.runtime.interpreter import InterpretedFunction
+
+            fn = getattr(importlib.import_module(f"scoredec.kernels.{module}"), kernel)
+            if not isinstance(fn, InterpretedFunction):
+                return False, ("scoredec.kernels was imported before TRITON_INTERPRET=1 was set; "
+                               "set it in the environment before importing scoredec.kernels")
+        return ok, reason
+    return check
 
 
 def cuda_available(device: torch.device | None) -> Availability:

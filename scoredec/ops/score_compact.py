@@ -259,19 +259,7 @@ def _run_cuda(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tenso
     return score_compact_cuda(x, t, cond, *pack_weights(net))
 
 
-def _triton_available(device: torch.device | None) -> registry.Availability:
-    ok, reason = registry.triton_available(device)
-    if ok and device is not None and device.type == "cpu":
-        # The interpreter is chosen when @triton.jit decorates: the kernels module must have
-        # been imported with TRITON_INTERPRET=1 already set.
-        from triton.runtime.interpreter import InterpretedFunction
-
-        from scoredec.kernels import score_compact as kernel
-
-        if not isinstance(kernel.score_compact_kernel, InterpretedFunction):
-            return False, ("scoredec.kernels was imported before TRITON_INTERPRET=1 was set; "
-                           "set it in the environment before importing scoredec.kernels")
-    return ok, reason
+_triton_available = registry.triton_kernel_available("score_compact", "score_compact_kernel")
 
 
 def _cuda_available(device: torch.device | None) -> registry.Availability:
