@@ -40,19 +40,27 @@ def register_method(entry: MethodEntry) -> MethodEntry:
     return entry
 
 
+_LOADED = False
+
+
 def _load_all() -> None:
-    if not _REGISTRY:
-        _register_pipeline_methods()
-        try:
-            import scoredec.baselines  # noqa: F401  (registers the baselines on import)
-        except ModuleNotFoundError as err:
-            if err.name != "scoredec.baselines":
-                raise
+    """Register the pipeline methods, then import the baselines (they register on import)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    _register_pipeline_methods()
+    import scoredec.baselines  # noqa: F401
 
 
 def method_names() -> tuple[str, ...]:
+    """The OMSD family in its own order, then the baselines alphabetically (whatever the
+    import order was)."""
+    from scoredec.policy import METHODS
+
     _load_all()
-    return tuple(_REGISTRY)
+    family = [n for n in METHODS if n in _REGISTRY]
+    return tuple(family + sorted(n for n in _REGISTRY if n not in METHODS))
 
 
 def get_method(name: str) -> MethodEntry:

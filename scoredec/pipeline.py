@@ -145,6 +145,34 @@ def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> P
 
 # --------------------------------------------------------------------------- training
 
+@dataclass
+class OpenRun:
+    """A run directory opened on its dataset: where every method's training starts."""
+
+    path: Path
+    run: RunDir
+    data: OfflineData
+    origin: dict          # {"data": absolute path, "env_id": ...}, saved with the products
+    device: torch.device
+
+
+def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str) -> OpenRun:
+    """Read and validate the dataset, then open (or reopen, same config only) the run dir."""
+    device = resolve_device(device)
+    dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
+    data_abs = str(Path(data_path).resolve())
+    run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
+    data = OfflineData.from_dataset(dataset, device=device)
+    return OpenRun(Path(run_path), run, data, {"data": data_abs, "env_id": dataset.env_id}, device)
+
+
+def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:
+    """A stage with checkpoints continues only when asked to (--resume)."""
+    if opened.run.latest(f"{stage}-") is not None and not resume:
+        raise RuntimeError(f"{opened.path}: stage '{stage}' has checkpoints; pass --resume to "
+                           "continue it, or choose a new --run directory")
+
+
 def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
           stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
           budget: int | None = None) -> Path:
@@ -159,14 +187,8 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
         if stage not in stages_for(cfg.method):
             raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
                              f"{stages_for(cfg.method)}")
-    device = resolve_device(cfg.device)
-    dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
-    run = RunDir(run_path, {"train": config_to_dict(cfg), "data": str(Path(data_path).resolve())},
-                 resume=True)
-    origin = {"data": str(Path(data_path).resolve()), "env_id": dataset.env_id}
-    data = OfflineData.from_dataset(dataset, device=device)
-    del dataset
-    torch.manual_seed(cfg.seed)
+    opened = open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device)
+    run, data, origin, device = opened.run, opened.data, opened.origin, opened.device
     with MetricsLogger(run_path) as logger:
         for i, stage in enumerate(STAGES):
             if stage not in wanted:
@@ -174,9 +196,7 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
             if is_complete(product_stem(run_path, stage)):
                 log.info("stage %s: already finished in %s, skipped", stage, run_path)
                 continue
-            if run.latest(f"{stage}-") is not None and not resume:
-                raise RuntimeError(f"{run_path}: stage '{stage}' has checkpoints; pass --resume "
-                                   "to continue it, or choose a new --run directory")
+            refuse_silent_restart(opened, stage, resume)
             # Every stage has its own seed so that running stages separately or together,
             # stopped or not, gives the same networks.
             torch.manual_seed(cfg.seed * 1000 + i)

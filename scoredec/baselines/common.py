@@ -1,0 +1,215 @@
+"""What every baseline shares: the run skeleton, per-agent twin critics, and stacked updates.
+
+A baseline is one Stage (scoredec.training) that owns decentralized Actors plus whatever it
+trains beside them (critics, target copies). `train_baseline` reads the dataset, seeds before
+any network is built, runs the stage through run_stage with RunDir checkpoints (so a stopped
+run resumes bit-exactly), and saves the final actors with pipeline.save_actors.
+
+All n agents' networks are stacks (scoredec.nets.StackedMLP): one launch per layer for all
+agents. Per-agent losses are summed before one Adam step; Adam acts elementwise and each
+agent's loss touches only its own slice of the stack, so this is exactly n separate updates.
+Gradient-norm clipping is the one place where a stack would couple agents: it is done per
+model group (`clip_grad_norm_per_model`), as the public code clips each agent's network.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from scoredec.checkpoint import is_complete
+from scoredec.config import config_to_dict, param
+from scoredec.data.tensors import Batch
+from scoredec.layout import AgentSpec, to_stack
+from scoredec.methods import MethodEntry, config_with, register_method
+from scoredec.nets import StackedMLP
+from scoredec.pipeline import open_run, product_stem, refuse_silent_restart, save_actors
+from scoredec.policy import Actors
+from scoredec.runs import MetricsLogger
+from scoredec.training import Stage, run_stage
+
+log = logging.getLogger(__name__)
+
+REWARDS = ("team", "own")
+
+
+@dataclass
+class BaselineConfig:
+    """Fields every baseline run has (each method's config extends this)."""
+
+    seed: int = param(0, "seed of every generator, set before any network is built")
+    device: str = param("auto", "cpu, cuda, or auto (cuda when available)",
+                        choices=("auto", "cpu", "cuda"))
+    log_every: int = param(1000, "steps between metric records")
+    checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+
+
+# --------------------------------------------------------------------------- run skeleton
+
+def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_dir: str | Path,
+                   make_stage: Callable[[AgentSpec, BaselineConfig], Stage], *,
+                   progress: bool = True, budget: int | None = None,
+                   resume: bool = False) -> Path:
+    """Train one baseline into run_dir and leave its actors as <run>/actors.*.
+
+    make_stage(spec, cfg) builds the stage (on the CPU; it is moved to the device here); the
+    stage exposes `.actors` (scoredec.policy.Actors). A finished run is skipped; a run with
+    checkpoints needs resume=True. budget: at most that many steps in this call."""
+    run_path = Path(run_dir)
+    opened = open_run(data_path, run_path, {"method": method, "train": config_to_dict(cfg)},
+                      cfg.device)
+    run, data, origin, device = opened.run, opened.data, opened.origin, opened.device
+    if is_complete(product_stem(run_path, "policy")):
+        log.info("%s: already finished in %s, skipped", method, run_path)
+        return run_path
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    stage = make_stage(data.spec, cfg)
+    for module in stage.modules.values():
+        module.to(device)
+    refuse_silent_restart(opened, stage.name, resume)
+    with MetricsLogger(run_path) as logger:
+        result = run_stage(stage, data, generator, run=run, logger=logger, log_every=cfg.log_every,
+                           checkpoint_every=cfg.checkpoint_every, budget=budget,
+                           progress=progress, desc=method)
+    if not result.finished:
+        log.info("%s: stopped at step %d of %d (budget); resume to continue", method,
+                 result.step, stage.steps)
+        return run_path
+    save_actors(run_path, stage.actors, {**origin, "method": method,
+                                         "config": config_to_dict(cfg)})
+    return run_path
+
+
+def register(name: str, config_cls: type, make_stage, description: str) -> MethodEntry:
+    """Register a decentralized baseline under `name` with the suite's train interface."""
+    def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False):
+        cfg = config_with(config_cls, overrides, seed=seed)
+        return train_baseline(name, cfg, data_path, run_dir, make_stage, progress=progress,
+                              budget=budget, resume=resume)
+    return register_method(MethodEntry(name, train, centralized=False, description=description))
+
+
+# --------------------------------------------------------------------------- networks
+
+class AgentTwinQ(nn.Module):
+    """n per-agent critics, each twin Q heads on (o_i, a_i), in one stack of 2n MLPs.
+
+    Model 2i + h is head h of agent i (agent-major, so a gradient's leading dim reshapes to
+    [n, -1] per agent)."""
+
+    def __init__(self, spec: AgentSpec, hidden: int, layers: int):
+        super().__init__()
+        self.n = spec.n_agents
+        mask = torch.cat([spec.obs_mask(), spec.act_mask()], dim=1).repeat_interleave(2, dim=0)
+        self.q = StackedMLP(2 * self.n, spec.obs_max + spec.act_max, (hidden,) * layers, 1,
+                            in_mask=mask)
+
+    def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
+        order = tuple(range(self.n))
+        return torch.cat([to_stack(obs, order), to_stack(actions, order)], dim=-1)
+
+    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """obs [B, n, obs_max], actions [B, n, act_max] -> twin Q [n, 2, B]."""
+        x = self._inputs(obs, actions).repeat_interleave(2, dim=0)
+        return self.q(x)[..., 0].view(self.n, 2, -1)
+
+    def q1(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """The first head only (what the public TD3/OMAR actors maximize): [n, B]."""
+        return self.q(self._inputs(obs, actions), models=slice(0, None, 2))[..., 0]
+
+
+class ActorCritic(nn.Module):
+    """Decentralized actors, per-agent twin critics and their Polyak target copies, plus an
+    update counter (checkpointed with the weights, so delayed updates resume exactly)."""
+
+    def __init__(self, spec: AgentSpec, actor_hidden: int, actor_layers: int,
+                 critic_hidden: int, critic_layers: int):
+        super().__init__()
+        self.spec = spec
+        self.actors = Actors(spec, "decentralized", actor_hidden, actor_layers)
+        self.critic = AgentTwinQ(spec, critic_hidden, critic_layers)
+        self.actors_target = copy.deepcopy(self.actors).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+
+    @torch.no_grad()
+    def update_targets(self, polyak: float, actors: bool = True) -> None:
+        pairs = [(self.critic_target, self.critic)]
+        if actors:
+            pairs.append((self.actors_target, self.actors))
+        for target, source in pairs:
+            torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), polyak)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+def agent_rewards(batch: Batch, which: str) -> Tensor:
+    """[n, B]: the team reward (agent 0's column, as the joint critic uses) for every agent,
+    or each agent's own column."""
+    if which == "team":
+        return batch.rewards[:, :1].t().expand(batch.rewards.shape[1], -1)
+    if which == "own":
+        return batch.rewards.t()
+    raise ValueError(f"reward must be one of {REWARDS}, got {which!r}")
+
+
+def td_target(model: ActorCritic, batch: Batch, rewards: Tensor, gamma: float, *,
+              noise_std: float = 0.0, noise_clip: float = 0.0,
+              generator: torch.Generator | None = None) -> Tensor:
+    """r + gamma (1 - d) min_h Q'_h(o'_i, pi'_i(o'_i) + clipped noise): [n, B], no graph.
+
+    noise_std > 0 is TD3's target policy smoothing."""
+    with torch.no_grad():
+        a_next = model.actors_target(batch.next_obs)
+        if noise_std > 0:
+            noise = torch.randn(a_next.shape, generator=generator, device=a_next.device)
+            noise = (noise * noise_std).clamp(-noise_clip, noise_clip)
+            a_next = (a_next + noise).clamp(-1.0, 1.0) * model.actors.out_mask.transpose(0, 1)
+        q_next = model.critic_target(batch.next_obs, a_next).min(dim=1).values
+        return rewards + gamma * (1.0 - batch.terminals)[None] * q_next
+
+
+def twin_td_loss(q: Tensor, target: Tensor) -> Tensor:
+    """q [n, 2, B], target [n, B] -> sum over agents of (MSE head 1 + MSE head 2)."""
+    return ((q - target[:, None]) ** 2).mean(dim=2).sum()
+
+
+def action_mse(actions: Tensor, targets: Tensor, spec: AgentSpec) -> Tensor:
+    """Per-agent mean squared error over the batch and the agent's own action dims: [n]
+    (F.mse_loss of each agent, padding excluded)."""
+    mask = spec.act_mask().to(actions)
+    return (((actions - targets) ** 2) * mask).sum(dim=(0, 2)) / (actions.shape[0] * mask.sum(1))
+
+
+@torch.no_grad()
+def clip_grad_norm_per_model(params, groups: int, max_norm: float) -> Tensor:
+    """clip_grad_norm_ applied to each of `groups` model groups of stacked parameters (leading
+    dim divisible by groups, agent-major): the public code clips each agent's network alone.
+    Returns the per-group norms before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = sum(g.reshape(groups, -1).pow(2).sum(dim=1) for g in grads)
+    norms = sq.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # torch.nn.utils.clip_grad_norm_'s rule
+    for g in grads:
+        g.view(groups, -1).mul_(scale[:, None])
+    return norms
+
+
+def step_optimizer(optimizer: torch.optim.Optimizer, loss: Tensor, *, groups: int = 1,
+                   max_norm: float | None = None, scheduler=None) -> None:
+    """zero_grad, backward, optional per-model gradient clipping, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_norm is not None:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        clip_grad_norm_per_model(params, groups, max_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
