@@ -202,6 +202,70 @@ def cmd_info(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- suite
+
+def cmd_suite(args) -> int:
+    if args.action == "table":
+        return cmd_suite_table(args)
+    from scoredec.methods import get_method, method_names
+    from scoredec.suite.grid import make_cells, parse_shard, pending, shard
+    from scoredec.suite.presets import get_preset
+    from scoredec.suite.run_cell import estimate_seconds, run_cell
+
+    root = Path(args.root)
+    preset = get_preset(args.preset, tasks=tuple(args.tasks) if args.tasks else None,
+                        qualities=tuple(args.qualities) if args.qualities else None,
+                        seeds=tuple(args.seeds) if args.seeds else None)
+    methods = tuple(args.methods) if args.methods else method_names()
+    for m in methods:
+        get_method(m)  # an unknown name fails here, before any work
+    cells = make_cells(methods, preset.tasks, preset.qualities, preset.seeds)
+    if args.shard:
+        cells = shard(cells, *parse_shard(args.shard))
+    todo = pending(root, cells)
+    log.info("suite %s: %d cells (%s%d already done), %d to run, root %s", preset.name, len(cells),
+             f"shard {args.shard}, " if args.shard else "", len(cells) - len(todo), len(todo), root)
+    if todo and preset.probe_steps and not args.no_estimate:
+        est = estimate_seconds(preset, todo)
+        log.warning("suite %s: estimated %.2f h for %d cells on this machine (probe: %s steps/s; "
+                    "per cell: %s)", preset.name, est["total_seconds"] / 3600, len(todo),
+                    {k: round(v, 1) for k, v in est["steps_per_s"].items()},
+                    {k: round(v) for k, v in est["per_method_cell_seconds"].items()})
+    failures = []
+    start = time.perf_counter()
+    for i, cell in enumerate(todo, 1):
+        t0 = time.perf_counter()
+        try:
+            rec = run_cell(cell, preset, root, resume=args.resume, progress=not args.quiet)
+        except Exception as err:  # one bad cell must not stop the grid; reported below, exit 1
+            log.error("[%d/%d] %s FAILED after %.0f s: %s: %s", i, len(todo), cell.key,
+                      time.perf_counter() - t0, type(err).__name__, err, exc_info=args.traceback)
+            failures.append((cell.key, f"{type(err).__name__}: {err}"))
+            continue
+        score = rec["normalized_mean"]
+        log.info("[%d/%d] %s: normalized %s, return %.1f, %.0f s", i, len(todo), cell.key,
+                 "n/a" if score is None else f"{score:.1f} ± {rec['normalized_std']:.1f}",
+                 rec["return_mean"], rec["seconds"]["total"])
+    log.info("suite %s: %d cells run in %.0f s, %d failed", preset.name, len(todo) - len(failures),
+             time.perf_counter() - start, len(failures))
+    if not args.no_table and (root / "cells").is_dir() and any((root / "cells").glob("*.json")):
+        cmd_suite_table(args)
+    if failures:
+        print(f"{len(failures)} cell(s) failed:", file=sys.stderr)
+        for key, why in failures:
+            print(f"  {key}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_suite_table(args) -> int:
+    from scoredec.suite.table import write_table
+
+    written = write_table(Path(args.root))
+    log.info("wrote %s and %d plots", written["table"], len(written["plots"]))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,6 +369,29 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
     q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     q.set_defaults(func=cmd_data_make)
+
+    from scoredec.suite.presets import preset_names
+    p = sub.add_parser("suite", formatter_class=_formatter,
+                       help="the results grid method x task x quality x seed, and its table",
+                       description="`suite [run]` trains and evaluates every cell of a preset's "
+                                   "grid (datasets made as needed) and writes ROOT/cells/<cell>.json; "
+                                   "done cells are skipped. `suite table` regenerates ROOT/TABLE.md "
+                                   "and ROOT/plots/ from the cells.")
+    p.add_argument("action", nargs="?", default="run", choices=("run", "table"),
+                   help="run the grid, or only regenerate the table")
+    p.add_argument("--preset", default="smoke", choices=preset_names(),
+                   help="grid and sizes: smoke (CI), cpu (2-core table), paper (GPU, paper sizes)")
+    p.add_argument("--methods", nargs="+", help="methods (default: every registered method)")
+    p.add_argument("--tasks", nargs="+", help="tasks (default: the preset's)")
+    p.add_argument("--qualities", nargs="+", help="dataset qualities (default: the preset's)")
+    p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the preset's)")
+    p.add_argument("--shard", help="I/N: run only cells whose index %% N == I")
+    p.add_argument("--resume", action="store_true",
+                   help="continue interrupted cells from their run checkpoints")
+    p.add_argument("--root", default="results", help="suite root: data/, runs/, cells/, TABLE.md")
+    p.add_argument("--no-estimate", action="store_true", help="skip the timing probe")
+    p.add_argument("--no-table", action="store_true", help="do not regenerate TABLE.md at the end")
+    p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser("info", formatter_class=_formatter,
                        help="versions, devices, available backends, how _C was built")

@@ -1,0 +1,187 @@
+"""The suite's presets, in one place: which grid, how big the datasets, how long each method
+trains, how it is evaluated.
+
+- smoke: one tiny cell per method on spread/medium (tens of steps; CI runs it).
+- cpu: spread, tag and world at all four qualities, 3 seeds, every method, sized for about
+  6 hours of 2-core compute for the whole grid (results/README.md says how it differs from
+  the paper's setting).
+- paper: the paper's networks and step counts (configs/paper.yaml) for GPUs.
+
+Method configuration: the OMSD family (omsd, brpo-*, bc) takes a nested TrainConfig dict
+(``pipeline``, plus ``beta`` per quality: DESIGN.md 1.5, expert small, random large). A
+baseline takes ``method_overrides[name]`` (and ``quality_overrides[name][quality]``) when
+the preset has them, else its defaults with the generic ``steps`` key set to ``baseline_steps``
+when its config has a ``steps`` field. beta values are fixed from DESIGN.md 1.5 before any run:
+nothing here was selected on evaluation seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from scoredec.data.factory import DEFAULT_EPISODES, QUALITIES
+
+__all__ = ["Preset", "PRESETS", "get_preset", "preset_names", "PAPER_CONFIG"]
+
+log = logging.getLogger(__name__)
+
+PAPER_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
+"""The authors' sizes (a TrainConfig YAML in the source tree)."""
+
+BETA = {"random": 0.3, "medium-replay": 0.1, "medium": 0.05, "expert": 0.005}
+"""OMSD's beta per quality (DESIGN.md 1.5: expert ~0.001-0.005, random ~0.3-0.5; medium in
+between, at the paper config's default 0.05). Fixed before any evaluation."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One grid and how every cell of it is trained and evaluated."""
+
+    name: str
+    """smoke, cpu or paper."""
+    tasks: tuple[str, ...]
+    """Environments (dataset env ids) of the grid."""
+    qualities: tuple[str, ...]
+    """Dataset qualities of the grid."""
+    seeds: tuple[int, ...]
+    """Training seeds (the datasets are the same for every seed and method)."""
+    episodes: dict[str, int]
+    """Dataset size per quality, in 25-step episodes."""
+    data_seed: int = 0
+    """Seed of the dataset factory (one dataset per task x quality, shared by all cells)."""
+    eval_episodes: int = 100
+    """Evaluation episodes per cell, decentralized."""
+    eval_envs: int = 100
+    """Environments stepped in parallel during evaluation."""
+    eval_seed: int = 1_000_000
+    """Evaluation episodes use seeds eval_seed + 1000 * seed + round: never a training seed."""
+    device: str = "auto"
+    """Device of training and evaluation (cpu, cuda, auto)."""
+    pipeline: dict = field(default_factory=dict)
+    """TrainConfig overrides (nested dict) shared by omsd, brpo-* and bc."""
+    beta: dict[str, float] = field(default_factory=lambda: dict(BETA))
+    """policy.beta per quality for the methods with a critic term (not bc)."""
+    method_overrides: dict[str, dict] = field(default_factory=dict)
+    """Per-method config overrides (baselines: their own config dict; OMSD family: merged on
+    top of ``pipeline``)."""
+    quality_overrides: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """method -> quality -> overrides, merged last (e.g. TD3+BC's alpha per quality)."""
+    baseline_steps: int | None = None
+    """Generic ``steps`` for a method without overrides here whose config has a ``steps``
+    field (None: its own default)."""
+    probe_steps: int = 0
+    """Steps per stage of the timing probe run before the grid (0: no probe, no estimate)."""
+    notes: str = ""
+    """One line on what the preset is for."""
+
+
+BASELINES = ("iql", "matd3bc", "macql", "omar")
+"""The baselines of scoredec/baselines (all extend its BaselineConfig). A preset sizes them
+explicitly, like the OMSD family: the registry entry does not expose their config class."""
+
+
+def _baselines(*, steps: int, critic_hidden: int, actor_hidden: int, batch_size: int,
+               device: str, log_every: int, checkpoint_every: int) -> dict[str, dict]:
+    common = {"steps": steps, "critic_hidden": critic_hidden, "actor_hidden": actor_hidden,
+              "batch_size": batch_size, "device": device, "log_every": log_every,
+              "checkpoint_every": checkpoint_every}
+    return {m: dict(common) for m in BASELINES}
+
+
+# --------------------------------------------------------------------------- smoke
+
+def smoke() -> Preset:
+    steps = 30
+    return Preset(
+        name="smoke", tasks=("spread",), qualities=("medium",), seeds=(0,),
+        episodes={q: 20 for q in QUALITIES}, eval_episodes=5, eval_envs=5, device="cpu",
+        pipeline={"device": "cpu", "log_every": 10, "checkpoint_every": 1000,
+                  "behavior": {"arch": "compact", "hidden": 32, "compact_layers": 2,
+                               "batch_size": 64, "steps": steps},
+                  "critic": {"hidden": 32, "batch_size": 64, "steps": steps},
+                  "policy": {"hidden": 32, "batch_size": 64, "steps": steps}},
+        method_overrides=_baselines(steps=steps, critic_hidden=32, actor_hidden=32, batch_size=64,
+                                    device="cpu", log_every=10, checkpoint_every=1000),
+        baseline_steps=steps,
+        notes="one tiny cell per method: checks the harness end to end, not the numbers")
+
+
+# --------------------------------------------------------------------------- cpu
+
+CPU_STEPS = {"behavior": 2000, "critic": 2000, "policy": 2000}
+"""Optimizer steps per stage in the cpu preset (see results/README.md for the measurement that
+set them: the whole grid within about 6 hours of 2-core compute)."""
+
+
+def _cpu_tasks() -> tuple[str, ...]:
+    """spread, tag, world, and halfcheetah-2x3 when both its environment and a dataset
+    generator for it exist here (logged when it is left out)."""
+    from scoredec.data.factory import TASKS
+
+    tasks = ("spread", "tag", "world")
+    extra = "halfcheetah-2x3"
+    if extra not in TASKS:
+        log.info("cpu preset: %s left out: the dataset factory has no generator for it "
+                 "(factory.TASKS = %s)", extra, ", ".join(TASKS))
+        return tasks
+    from scoredec.envs import make_env
+
+    try:
+        make_env(extra, 1)
+    except ImportError as err:   # optional extra (gymnasium-robotics, mujoco) not installed
+        log.info("cpu preset: %s left out: make_env failed: %s", extra, err)
+        return tasks
+    return (*tasks, extra)
+
+
+def cpu() -> Preset:
+    return Preset(
+        name="cpu", tasks=_cpu_tasks(), qualities=QUALITIES, seeds=(0, 1, 2),
+        episodes={q: 2000 for q in QUALITIES}, eval_episodes=100, eval_envs=100, device="cpu",
+        pipeline={"device": "cpu", "log_every": 100, "checkpoint_every": 1000,
+                  "behavior": {"arch": "compact", "hidden": 128, "compact_layers": 3,
+                               "batch_size": 256, "steps": CPU_STEPS["behavior"]},
+                  "critic": {"hidden": 128, "batch_size": 256, "steps": CPU_STEPS["critic"]},
+                  "policy": {"hidden": 64, "batch_size": 256, "steps": CPU_STEPS["policy"]}},
+        # Baselines get the same widths, batch and step count as OMSD's critic and actors.
+        method_overrides=_baselines(steps=CPU_STEPS["policy"], critic_hidden=128, actor_hidden=64,
+                                    batch_size=256, device="cpu", log_every=100,
+                                    checkpoint_every=1000),
+        baseline_steps=CPU_STEPS["policy"], probe_steps=200,
+        notes="the table a 2-core machine can make: compact score nets, 50k-transition "
+              "datasets, 2k steps per stage")
+
+
+# --------------------------------------------------------------------------- paper
+
+def paper() -> Preset:
+    if not PAPER_CONFIG.is_file():
+        raise FileNotFoundError(f"{PAPER_CONFIG}: the paper preset reads the authors' sizes from "
+                                "configs/paper.yaml of the source tree")
+    cfg = yaml.safe_load(PAPER_CONFIG.read_text(encoding="utf-8"))
+    pipeline = {k: v for k, v in cfg.items() if k not in ("method", "seed")}
+    return Preset(
+        name="paper", tasks=("spread", "tag", "world"), qualities=QUALITIES, seeds=(0, 1, 2, 3, 4),
+        episodes=dict(DEFAULT_EPISODES), eval_episodes=100, eval_envs=100, device="auto",
+        pipeline=pipeline, baseline_steps=int(cfg["policy"]["steps"]), probe_steps=20,
+        notes=f"the authors' sizes ({PAPER_CONFIG.name}) on the full-size datasets, for GPUs")
+
+
+PRESETS = {"smoke": smoke, "cpu": cpu, "paper": paper}
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def get_preset(name: str, **changes) -> Preset:
+    """The named preset, with fields replaced by ``changes`` (e.g. tasks=..., seeds=...)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    preset = PRESETS[name]()
+    return dataclasses.replace(preset, **{k: v for k, v in changes.items() if v is not None})
