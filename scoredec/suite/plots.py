@@ -77,7 +77,10 @@ def plot_curves(cells: list[dict], root: Path) -> list[Path]:
                 same = [cv for cv in curves if cv["step"] == steps]
                 values = np.array([[np.nan if v is None else v for v in cv["value"]] for cv in same],
                                   dtype=float)
-                ax.plot(steps, np.nanmean(values, axis=0), label=method)
+                # Mean over the seeds that logged a value at that step (NaN where none did).
+                count = (~np.isnan(values)).sum(axis=0)
+                mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
+                ax.plot(steps, mean, label=method)
             ax.set_title(f"{task} / {quality}")
             ax.set_xlabel(f"{curves[0]['stage']} step")
             ax.set_ylabel(curves[0].get("metric", "loss"))
