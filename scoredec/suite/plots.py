@@ -37,7 +37,7 @@ def plot_bars(summary, root: Path) -> list[Path]:
     for task in tasks:
         qualities = [q for t, q in summary.rows if t == task]
         width = 0.8 / max(len(summary.methods), 1)
-        fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(qualities), 3.6))
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.6 * len(qualities)), 3.6))
         for j, m in enumerate(summary.methods):
             vals = [summary.scores.get((task, q, m)) for q in qualities]
             mean = [np.mean(v) if v else np.nan for v in vals]
@@ -49,7 +49,7 @@ def plot_bars(summary, root: Path) -> list[Path]:
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_ylabel("normalized score")
         ax.set_title(f"{task}: final normalized score, mean ± std over seeds")
-        ax.legend(fontsize=7, ncol=min(len(summary.methods), 5))
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the bars
         out.append(_save(fig, Path(root) / "plots" / f"bars_{task}.png"))
         plt.close(fig)
     return out
