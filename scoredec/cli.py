@@ -160,11 +160,22 @@ def cmd_data_make(args) -> int:
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
                            seed=args.seed, progress=not args.quiet)
     returns = episode_returns(ds, return_kind_for(ds.env_id))
-    score = normalized_score(returns, ds.reference_returns)
+    normalized = ("" if not ds.reference_returns else
+                  f"normalized {normalized_score(returns, ds.reference_returns).mean():.1f}, ")
     print(f"wrote {args.out}: {args.task}/{args.quality}, {returns.size} episodes, "
           f"{ds.n_transitions} transitions, return {returns.mean():.2f} +- {returns.std():.2f}, "
-          f"normalized {score.mean():.1f}, {time.perf_counter() - start:.1f} s")
+          f"{normalized}{time.perf_counter() - start:.1f} s")
     print("card: " + ", ".join(str(p) for p in card_paths(args.out)))
+    return 0
+
+
+def cmd_data_train_behaviour(args) -> int:
+    from scoredec.data.td3 import cache_dir, train_behaviour_policy
+
+    out = Path(args.out) if args.out else cache_dir(args.task) / "train"
+    train_behaviour_policy(args.task, out, args.total_steps, seed=args.seed,
+                           budget_steps=args.budget_steps)
+    print(f"checkpoints in {out}; snapshots in {cache_dir(args.task)}")
     return 0
 
 
@@ -355,13 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--include-prey", action="store_true",
                    help="tag/world: also import the prey as an agent")
     q.set_defaults(func=cmd_data_import_omar)
-    from scoredec.data.factory import DEFAULT_EPISODES, QUALITIES, TASKS
+    from scoredec.data.factory import DEFAULT_EPISODES, MAMUJOCO_TASKS, QUALITIES, TASKS
     q = data.add_parser("make", formatter_class=_formatter,
                         help="generate a seeded dataset (random, medium-replay, medium, expert)",
                         description="Rolls out the scripted MPE behaviour policies batched, writes "
                                     "the HDF5 file atomically and its card next to it. The same "
                                     "seed and episodes give the same bytes.")
-    q.add_argument("task", choices=TASKS, help="MPE task")
+    q.add_argument("task", choices=TASKS + MAMUJOCO_TASKS,
+                   help="MPE task, or a MaMuJoCo layout (needs scoredec[mujoco]; medium/expert need "
+                        "`scoredec data train-behaviour TASK` first)")
     q.add_argument("quality", choices=QUALITIES, help="behaviour policy level")
     q.add_argument("--out", required=True, help="output dataset file (.h5)")
     q.add_argument("--episodes", type=int,
@@ -369,6 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
     q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     q.set_defaults(func=cmd_data_make)
+    q = data.add_parser("train-behaviour", formatter_class=_formatter,
+                        help="train MaMuJoCo behaviour policies online (TD3), resumable",
+                        description="Online TD3 on a MaMuJoCo layout; checkpoints and resumes in "
+                                    "--out; actor snapshots (for medium/expert data) go to "
+                                    "$SCOREDEC_CACHE/behaviour/TASK/ (default ~/.cache/scoredec).")
+    q.add_argument("task", choices=MAMUJOCO_TASKS, help="MaMuJoCo layout")
+    q.add_argument("--out", help="checkpoint directory (default: the cache's TASK/train)")
+    q.add_argument("--total-steps", type=int, default=1_000_000, help="env steps of the whole run")
+    q.add_argument("--budget-steps", type=int, help="stop this call after N more steps (resume later)")
+    q.add_argument("--seed", type=int, default=0, help="run seed")
+    q.set_defaults(func=cmd_data_train_behaviour)
 
     from scoredec.suite.presets import preset_names
     p = sub.add_parser("suite", formatter_class=_formatter,

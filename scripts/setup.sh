@@ -47,7 +47,7 @@ pip_install torch==2.13.0 triton==3.7.1 "scikit-build-core>=0.10" "pybind11>=2.1
 
 # --no-build-isolation: an isolated build env cannot see torch and re-downloads cmake.
 log "building scoredec (SCOREDEC_CUDA=${SCOREDEC_CUDA:-AUTO})"
-pip_install --no-build-isolation -e ".[test]"
+pip_install --no-build-isolation -e ".[test,mujoco]"
 
 "$PY" - <<'PY'
 import scoredec._C as C, scoredec.kernels  # noqa: F401

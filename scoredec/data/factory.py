@@ -27,6 +27,10 @@ orders). The plan of every episode is recorded in ``attrs["episode_modes"]`` (th
 them). Uniform actions ignore the plan, but the key is still drawn and recorded, so the modes
 of random-heavy episodes are labels without behaviour behind them.
 
+MaMuJoCo tasks (``MAMUJOCO_TASKS``, optional gymnasium-robotics; see the section at the end):
+random is uniform for every layout; medium, expert and medium-replay replay the actor snapshots
+that ``scoredec.data.td3`` trained online and cached, with Gaussian exploration noise.
+
 Reproducibility: every random number (initial states, keys, noise, uniform actions) comes from
 one CPU ``torch.Generator`` seeded with ``seed`` and is drawn in a fixed order, rounds of
 ``EPISODES_PER_ROUND`` environments at a time; the scripted prey is deterministic; the HDF5
@@ -52,12 +56,15 @@ from tqdm.auto import tqdm
 from scoredec.data.card import write_card
 from scoredec.data.hdf5 import write_dataset
 from scoredec.data.schema import MultiAgentDataset
+from scoredec.envs import MAMUJOCO_TASKS
 from scoredec.envs.mpe import EPISODE_LENGTH, REFERENCE_RETURNS, make_mpe
 from scoredec.envs.mpe.experts import ExpertParams, PredatorExpert, SpreadExpert, make_expert
 from scoredec.envs.mpe.prey import PREY_PARAMS
 
 __all__ = [
     "TASKS",
+    "MAMUJOCO_TASKS",
+    "MAMUJOCO_DEFAULT_EPISODES",
     "QUALITIES",
     "GENERATOR",
     "EPISODES_PER_ROUND",
@@ -237,6 +244,8 @@ def make_dataset(
     rewards [T, 3], terminals all False (MPE episodes only time out), timeouts True at
     each episode's 25th step.
     """
+    if task in MAMUJOCO_TASKS:
+        return _make_mamujoco_dataset(task, quality, episodes=episodes, seed=seed, progress=progress)
     rec = recipe(task, quality)
     if episodes is None:
         episodes = rec.episodes
@@ -363,5 +372,186 @@ def make_dataset_file(
                                            "generation_and_write_seconds": round(written, 2)})
     write_card(timed, out)
     log.info("%s/%s: %d episodes in %.1f s (%.1f s with writing)", task, quality,
-             ds.n_transitions // EPISODE_LENGTH, generated, written)
+             len(ds.episode_boundaries()), generated, written)
     return ds
+
+
+# --------------------------------------------------------------------------- MaMuJoCo
+
+MAMUJOCO_DEFAULT_EPISODES = {"random": 1000, "medium": 1000, "expert": 1000, "medium-replay": 200}
+"""Episodes of up to 1000 steps: 1M transitions for random, medium and expert on HalfCheetah
+(the OMAR / D4RL size; layouts that fall over give fewer), 200k for medium-replay (D4RL's
+halfcheetah-medium-replay holds 202k)."""
+
+MAMUJOCO_NOISE_STD = 0.1
+"""Gaussian noise on a trained snapshot's action before clipping: TD3's exploration noise, so
+the data look like the policy acting while it learned (and are not a single deterministic
+trajectory per start state)."""
+
+MAMUJOCO_ENVS_PER_ROUND = 10
+"""MuJoCo copies stepped together; the data depends on it (it fixes the order of the draws)."""
+
+
+def _mamujoco_policies(task: str, quality: str):
+    """[(label, actor or None)] per policy of the schedule, and the attrs describing them.
+
+    random: [uniform]. expert / medium: [that snapshot]. medium-replay: [uniform, snapshot 1,
+    ..., medium]: the learning run from its uniform start-up phase to medium, in order.
+    """
+    from scoredec.data.td3 import EXPERT_TARGET, behaviour_policies, load_snapshot
+
+    if quality == "random":
+        return [("uniform", None)], {"behaviour": "uniform random actions in [-1, 1]"}
+    try:
+        pol = behaviour_policies(task)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{task}/{quality} needs trained behaviour policies. {e}") from None
+    entries = {"expert": [pol.expert], "medium": [pol.medium], "medium-replay": list(pol.replay)}[quality]
+    chosen = [("uniform", None)] if quality == "medium-replay" else []
+    for e in entries:
+        actor, _ = load_snapshot(pol.stem(e))
+        chosen.append((f"step-{e['step']}", actor))
+    attrs: dict[str, Any] = {
+        "behaviour": ("TD3 actor snapshot(s) on the global state (scoredec.data.td3), action + "
+                      "N(0, noise_std^2) clipped to [-1, 1]"
+                      + ("; uniform actions first, then the snapshots in training order, "
+                         "episodes split evenly among them" if quality == "medium-replay" else "")),
+        "noise_std": MAMUJOCO_NOISE_STD,
+        "behaviour_cache": str(pol.root),
+        "behaviour_snapshots": [dict(e) for e in entries],
+        "behaviour_expert_return": pol.expert["return_mean"],
+        "behaviour_train_seconds": max(e["train_seconds"] for e in entries),
+    }
+    target = EXPERT_TARGET.get(task)
+    if quality == "expert" and target is not None and pol.expert["return_mean"] < target:
+        note = (f"the cached expert scores {pol.expert['return_mean']:.1f}, below the target "
+                f"{target}: resume the behaviour training for more steps")
+        log.warning("%s/expert: %s", task, note)
+        attrs["notes"] = note
+    return chosen, attrs
+
+
+def _make_mamujoco_dataset(task: str, quality: str, *, episodes: int | None, seed: int,
+                           progress: bool) -> MultiAgentDataset:
+    """make_dataset for the MaMuJoCo layouts: rows of consecutive steps, episode after episode,
+    with the global state (the single-agent observation) in ``state`` / ``next_state``."""
+    from scoredec.envs.mamujoco import REFERENCE_RETURNS as MAMUJOCO_REFERENCE, MaMuJoCoEnv
+    from scoredec.data.td3 import JointActionMap
+
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}")
+    if episodes is None:
+        episodes = MAMUJOCO_DEFAULT_EPISODES[quality]
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    episodes, seed = int(episodes), int(seed)
+    policies, attrs = _mamujoco_policies(task, quality)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # episode j of E runs policy floor(j * P / E): an even split, in order
+    schedule = [j * len(policies) // episodes for j in range(episodes)]
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "observations", "actions", "rewards", "next_observations", "state", "next_state",
+        "terminals", "timeouts")}
+    env = None
+    with tqdm(total=episodes, unit="episode", desc=f"{task}/{quality}",
+              disable=None if progress else True) as bar:
+        for first in range(0, episodes, MAMUJOCO_ENVS_PER_ROUND):
+            count = min(MAMUJOCO_ENVS_PER_ROUND, episodes - first)
+            env = MaMuJoCoEnv(task, count)
+            amap = JointActionMap(env.act_dims, env.act_dim)
+            _mamujoco_round(env, amap, policies, schedule[first:first + count], gen, parts)
+            bar.update(count)
+    assert env is not None
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    lengths = np.diff(np.flatnonzero(data["terminals"] | data["timeouts"]), prepend=-1)
+    attrs.update({
+        "episodes": episodes,
+        "default_episodes": MAMUJOCO_DEFAULT_EPISODES[quality],
+        "episode_length": env.episode_length,
+        "episode_lengths": lengths.tolist(),
+        "envs_per_round": MAMUJOCO_ENVS_PER_ROUND,
+        "episode_policies": [policies[i][0] for i in schedule],
+        "observations": "each agent's local MaMuJoCo observation (agent_obsk=0); state: the "
+                        "single-agent MuJoCo observation",
+        "device": "cpu",
+        "torch_version": torch.__version__,
+        **_mamujoco_versions(),
+    })
+    ds = MultiAgentDataset(
+        **data,
+        obs_dims=tuple(env.obs_dims),
+        act_dims=tuple(env.act_dims),
+        agent_names=tuple(env.agent_names),
+        env_id=task,
+        quality=quality,
+        generator=GENERATOR,
+        seed=seed,
+        reference_returns=dict(MAMUJOCO_REFERENCE[task]) if MAMUJOCO_REFERENCE[task] else None,
+        attrs=attrs,
+    )
+    ds.validate(f"<{task}/{quality}>")
+    return ds
+
+
+@torch.no_grad()
+def _mamujoco_round(env, amap, policies, episode_policy: list[int], gen: torch.Generator,
+                    parts: dict[str, list[np.ndarray]]) -> None:
+    """One round of ``env.num_envs`` episodes; appends each episode's rows to ``parts``.
+
+    Draws per step, for every copy, finished or not (a fixed order): uniform actions, then
+    Gaussian noise; a copy's rows are the prefix of steps it was active."""
+    B, L = env.num_envs, env.episode_length
+    obs = env.reset(seed=gen).numpy()
+    state = env.state()
+    buf = {
+        "observations": np.zeros((B, L, env.n_agents, env.obs_dim), np.float32),
+        "actions": np.zeros((B, L, env.n_agents, env.act_dim), np.float32),
+        "rewards": np.zeros((B, L, env.n_agents), np.float32),
+        "next_observations": np.zeros((B, L, env.n_agents, env.obs_dim), np.float32),
+        "state": np.zeros((B, L, env.state_dim), np.float32),
+        "next_state": np.zeros((B, L, env.state_dim), np.float32),
+        "terminals": np.zeros((B, L), bool),
+        "timeouts": np.zeros((B, L), bool),
+    }
+    which = torch.tensor(episode_policy)
+    for t in range(L):
+        act = env.sample_random_actions(generator=gen)
+        noise = MAMUJOCO_NOISE_STD * torch.randn(B, amap.joint, generator=gen)
+        for p, (_, actor) in enumerate(policies):
+            rows = which == p
+            if actor is None or not bool(rows.any()):
+                continue
+            mine = amap.split((actor(state) + noise).clamp(-1.0, 1.0))
+            act = torch.where(rows[:, None, None], mine, act)
+        next_obs, rew, done, info = env.step(act)
+        next_state = info["state"]
+        active = info["active"].numpy()
+        buf["observations"][:, t] = obs
+        buf["actions"][:, t] = act.numpy()
+        buf["rewards"][:, t] = rew.numpy()
+        buf["next_observations"][:, t] = next_obs.numpy()
+        buf["state"][:, t] = state.numpy()
+        buf["next_state"][:, t] = next_state.numpy()
+        buf["terminals"][:, t] = info["terminated"].numpy() & active
+        buf["timeouts"][:, t] = info["truncated"].numpy() & active
+        obs, state = next_obs.numpy(), next_state
+        if bool(done.all()):
+            break
+    for b in range(B):
+        n = int(env.t[b])
+        for k, v in buf.items():
+            parts[k].append(v[b, :n])
+
+
+def _mamujoco_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("gymnasium-robotics", "gymnasium", "mujoco"):
+        try:
+            out[f"{pkg.replace('-', '_')}_version"] = version(pkg)
+        except PackageNotFoundError:
+            out[f"{pkg.replace('-', '_')}_version"] = "not installed"
+    return out

@@ -1,4 +1,5 @@
-"""Environments: the multimodal bandit and the vectorized MPE tasks, behind one constructor.
+"""Environments: the multimodal bandit, the vectorized MPE tasks and the MaMuJoCo layouts
+(optional: gymnasium-robotics), behind one constructor.
 
 Every environment is batched: reset(seed) -> obs [B, n, obs_max]; step(actions [B, n, act_max])
 -> (obs, rewards [B, n], done [B], info); episode_return(rewards [B, T, n]) -> [B];
@@ -7,10 +8,12 @@ reference_returns {"random", "expert"} for normalized scores (DESIGN.md 1.7)."""
 from __future__ import annotations
 
 MPE_TASKS = ("spread", "tag", "world")
+MAMUJOCO_TASKS = ("halfcheetah-2x3", "ant-2x4", "hopper-3x1", "walker2d-2x3", "halfcheetah-6x1")
+"""scoredec.envs.mamujoco.TASKS, named here so that listing them needs no MuJoCo install."""
 
 
 def env_names() -> tuple[str, ...]:
-    return ("bandit", *MPE_TASKS)
+    return ("bandit", *MPE_TASKS, *MAMUJOCO_TASKS)
 
 
 def make_env(env_id: str, num_envs: int, device="cpu", **kwargs):
@@ -24,4 +27,9 @@ def make_env(env_id: str, num_envs: int, device="cpu", **kwargs):
         from scoredec.envs.mpe import make_mpe
 
         return make_mpe(name, num_envs, device=device, **kwargs)
+    if env_id in MAMUJOCO_TASKS:
+        # ImportError naming gymnasium-robotics / mujoco and the extra when they are missing
+        from scoredec.envs.mamujoco import make_mamujoco
+
+        return make_mamujoco(env_id, num_envs, device=device, **kwargs)
     raise ValueError(f"unknown environment {env_id!r}; available: {', '.join(env_names())}")
