@@ -14,6 +14,8 @@ import os
 import pytest
 import torch
 
+from backend_skips import backend_skip
+
 from scoredec.ops import BackendUnavailableError, noise_and_embed
 from scoredec.ops import noise_embed as ne
 from scoredec.ops import registry
@@ -30,21 +32,7 @@ FREQS = (16, 5)
 FLOOR = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 
-def _triton_skip(dtype: torch.dtype) -> str | None:
-    ok, reason = ne._triton_available(DEVICE)
-    if not ok:
-        return f"triton backend unavailable: {reason}"
-    if DEVICE.type == "cpu" and dtype == torch.bfloat16:
-        return "the Triton interpreter rounds fp32->bf16 by truncation: bf16 is checked on a GPU"
-    return None
-
-
-def _cuda_skip(dtype: torch.dtype) -> str | None:
-    ok, reason = registry.cuda_available(DEVICE)
-    return None if ok else f"cuda backend unavailable: {reason}"
-
-
-SKIP = {"triton": _triton_skip, "cuda": _cuda_skip}
+SKIP = {b: (lambda dtype, b=b: backend_skip(ne.OP, b, dtype, DEVICE)) for b in ("triton", "cuda")}
 LAUNCH = {"triton": ne.launch_triton, "cuda": ne.launch_cuda}
 
 

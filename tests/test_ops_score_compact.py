@@ -14,6 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend_skips import backend_skip
+
 from scoredec import sde
 from scoredec.behavior import BehaviorModel
 from scoredec.layout import AgentSpec
@@ -45,21 +47,7 @@ CASES = {
 }
 
 
-def _triton_skip(dtype: torch.dtype) -> str | None:
-    ok, reason = sc._triton_available(DEVICE)
-    if not ok:
-        return f"triton backend unavailable: {reason}"
-    if DEVICE.type == "cpu" and dtype == torch.bfloat16:
-        return "the Triton interpreter computes bf16 dots wrongly: bf16 is checked on a GPU"
-    return None
-
-
-def _cuda_skip(dtype: torch.dtype) -> str | None:
-    ok, reason = sc._cuda_available(DEVICE)
-    return None if ok else f"cuda backend unavailable: {reason}"
-
-
-SKIP = {"triton": _triton_skip, "cuda": _cuda_skip}
+SKIP = {b: (lambda dtype, b=b: backend_skip(sc.OP, b, dtype, DEVICE)) for b in ("triton", "cuda")}
 LAUNCH = {"triton": sc.launch_triton, "cuda": sc.launch_cuda}
 
 

@@ -63,6 +63,12 @@ class PredatorPreyEnv(MPEEnv):
         self._others = torch.tensor(others, dtype=torch.long, device=self.device)
         self._self_idx = torch.arange(n_all, device=self.device)[:, None]
 
+    def _sample_positions(self, gen):
+        # Both scenarios: 3 predators + 1 prey in [-1, 1]^2, every landmark in [-0.9, 0.9]^2.
+        agents = self._uniform(gen, N_PREDATORS + self.n_prey, -1.0, 1.0)
+        landmarks = self._uniform(gen, self.n_landmarks, -0.9, 0.9)
+        return torch.cat([agents, landmarks], dim=1)
+
     def episode_return(self, rewards: torch.Tensor) -> torch.Tensor:
         """DESIGN.md 1.7 return: predator 0's reward summed. rewards [B, T, 3] -> [B]."""
         return rewards[:, :, 0].sum(dim=1)
@@ -133,11 +139,6 @@ class TagEnv(PredatorPreyEnv):
     @property
     def obs_dims(self) -> tuple[int, ...]:
         return (16,) * N_PREDATORS
-
-    def _sample_positions(self, gen):
-        agents = self._uniform(gen, 4, -1.0, 1.0)
-        landmarks = self._uniform(gen, self.n_landmarks, -0.9, 0.9)
-        return torch.cat([agents, landmarks], dim=1)
 
     def _observe(self):
         bsz = self.num_envs

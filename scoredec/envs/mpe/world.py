@@ -74,15 +74,9 @@ class WorldEnv(PredatorPreyEnv):
         self._food = slice(5, 5 + N_FOOD)
         self._forest = slice(5 + N_FOOD, 5 + N_FOOD + N_FOREST)
 
-
     @property
     def obs_dims(self) -> tuple[int, ...]:
         return (24,) * N_PREDATORS
-
-    def _sample_positions(self, gen):
-        agents = self._uniform(gen, 4, -1.0, 1.0)
-        landmarks = self._uniform(gen, self.n_landmarks, -0.9, 0.9)
-        return torch.cat([agents, landmarks], dim=1)
 
     def _observe(self):
         bsz = self.num_envs
