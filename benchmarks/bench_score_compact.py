@@ -51,7 +51,6 @@ def _public(backend: str):
     return lambda net, x, t, cond: score_eval_compact(net, x, t, cond, backend=backend)
 
 
-_COMPILED: dict = {}
 
 
 def _make_fn(variant: str):
@@ -63,9 +62,10 @@ def _make_fn(variant: str):
         if variant.endswith("reduce-overhead") and DEVICE.type != "cuda":
             return None, "reduce-overhead (CUDA graphs) needs a GPU"
         mode = "reduce-overhead" if variant.endswith("reduce-overhead") else None
-        if variant not in _COMPILED:
-            _COMPILED[variant] = torch.compile(sc.score_compact_torch, mode=mode, dynamic=False)
-        return _COMPILED[variant], None
+        # A fresh compilation per shape: past dynamo's recompile limit (8 per code object) a
+        # shared compiled function would fall back to eager and be timed as "compile".
+        torch._dynamo.reset()
+        return torch.compile(sc.score_compact_torch, mode=mode, dynamic=False), None
     if variant == "triton":
         if DEVICE.type != "cuda":
             return None, "triton is timed on a GPU only (the CPU interpreter is a correctness tool)"

@@ -218,6 +218,8 @@ def cmd_info(args) -> int:
 def cmd_suite(args) -> int:
     if args.action == "table":
         return cmd_suite_table(args)
+    if args.action == "tune":
+        return cmd_suite_tune(args)
     from scoredec.methods import get_method, method_names
     from scoredec.suite.grid import make_cells, parse_shard, pending, shard
     from scoredec.suite.presets import get_preset
@@ -269,12 +271,52 @@ def cmd_suite(args) -> int:
     return 0
 
 
+def cmd_suite_tune(args) -> int:
+    from scoredec.suite.tuning import TUNE_SEED, TUNE_TASK, choose, jobs, run_tuning
+
+    root = Path(args.root)
+    log.info("suite tune: %d jobs on %s, seed %d (shard %s), under %s", len(jobs(args.methods, args.qualities)),
+             TUNE_TASK, TUNE_SEED, args.shard or "all", root / "tuning")
+    failures = run_tuning(root, methods=args.methods, qualities=args.qualities, shard=args.shard,
+                          resume=args.resume, progress=not args.quiet)
+    doc = choose(root)
+    for method, per_quality in doc["chosen"].items():
+        print(f"{method}: " + ", ".join(f"{q} {k}={v:g}" for q, f in per_quality.items()
+                                        for k, v in f.items()))
+    if failures:
+        print(f"{len(failures)} tuning job(s) failed: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_suite_table(args) -> int:
     from scoredec.suite.table import write_table
 
     written = write_table(Path(args.root))
     log.info("wrote %s and %d plots", written["table"], len(written["plots"]))
     return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+def default_bench_dir() -> Path:
+    """benchmarks/ of the source checkout this package runs from (it is not in the wheel)."""
+    return Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def cmd_bench(args) -> int:
+    import importlib.util
+
+    bench_dir = Path(args.bench_dir) if args.bench_dir else default_bench_dir()
+    script = bench_dir / "run_all.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: no benchmarks here; run from a scoredec source checkout "
+                                "or pass --bench-dir")
+    spec = importlib.util.spec_from_file_location("scoredec_bench_run_all", script)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    results = None if args.no_results else Path(args.results or bench_dir / "RESULTS.md")
+    return run_all.run(Path(args.out), results, args.only, args.pytest_args, args.quick, bench_dir)
 
 
 # --------------------------------------------------------------------------- parser
@@ -394,15 +436,42 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="run seed")
     q.set_defaults(func=cmd_data_train_behaviour)
 
+    p = sub.add_parser("bench", formatter_class=_formatter,
+                       help="run every benchmarks/bench_*.py and write this device's RESULTS.md section",
+                       description="Measures the roofline inputs of this device (large-GEMM matmul "
+                                   "TFLOP/s: bf16 and fp32 on a GPU, fp32 on the CPU; device-copy GB/s), "
+                                   "runs each benchmarks/bench_*.py file found in its own pytest process "
+                                   "(pytest-benchmark JSON and log per file in --out), renders every "
+                                   "file's rows through benchmarks/results_md.py (per op: device, "
+                                   "versions, shapes, medians, ratios vs eager and torch.compile, "
+                                   "roofline fraction) with speed-up-vs-batch plots, and replaces this "
+                                   "device's marked section of --results. Exit 1 if a file failed.")
+    p.add_argument("--out", default="bench_out", help="directory for JSON, logs, Markdown and plots")
+    p.add_argument("--results", help="Markdown file whose section for this device is replaced "
+                                     "(when not given: the bench folder's RESULTS.md)")
+    p.add_argument("--no-results", action="store_true", help="only write into --out")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="run only bench files whose name contains one of these (e.g. steps sampler)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller grids (SCOREDEC_BENCH_QUICK=1, read by the files that support it)")
+    p.add_argument("--bench-dir", help="benchmarks folder; when not given, the source checkout's")
+    p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
+                   help="passed to every pytest run, after --, e.g. -- -k 'n=3'")
+    p.set_defaults(func=cmd_bench)
+
     from scoredec.suite.presets import preset_names
     p = sub.add_parser("suite", formatter_class=_formatter,
                        help="the results grid method x task x quality x seed, and its table",
                        description="`suite [run]` trains and evaluates every cell of a preset's "
                                    "grid (datasets made as needed) and writes ROOT/cells/<cell>.json; "
                                    "done cells are skipped. `suite table` regenerates ROOT/TABLE.md "
-                                   "and ROOT/plots/ from the cells.")
-    p.add_argument("action", nargs="?", default="run", choices=("run", "table"),
-                   help="run the grid, or only regenerate the table")
+                                   "and ROOT/plots/ from the cells. `suite tune` runs the search "
+                                   "of scoredec/suite/tuning.py into ROOT/tuning/ (resumable, "
+                                   "--shard splits it) before the cpu grid.")
+    p.add_argument("action", nargs="?", default="run", choices=("run", "table", "tune"),
+                   help="run the grid; only regenerate the table; or run the fair-tuning search "
+                        "(one field per method, 3 values per quality on spread, seed 100) and "
+                        "write configs/cpu-tuned.yaml, which the cpu presets read")
     p.add_argument("--preset", default="smoke", choices=preset_names(),
                    help="grid and sizes: smoke (CI), cpu (2-core table), paper (GPU, paper sizes)")
     p.add_argument("--methods", nargs="+", help="methods (default: every registered method)")

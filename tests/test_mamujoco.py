@@ -200,5 +200,5 @@ def test_factory_random_dataset_valid_and_seeded(tmp_path):
 def test_factory_trained_levels_need_behaviour_policies():
     from scoredec.data.factory import make_dataset
 
-    with pytest.raises(FileNotFoundError, match="python -m scoredec.data.td3 halfcheetah-2x3"):
+    with pytest.raises(FileNotFoundError, match="scoredec data train-behaviour halfcheetah-2x3"):
         make_dataset("halfcheetah-2x3", "medium", episodes=1, progress=False)

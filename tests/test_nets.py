@@ -86,3 +86,16 @@ def test_mish_equals_torch_mish():
     mish(xr).sum().backward()
     F.mish(xs).sum().backward()
     torch.testing.assert_close(xr.grad, xs.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_mish_is_finite_and_close_in_low_precision(dtype):
+    import torch.nn.functional as F
+
+    from scoredec.nets import mish
+    x = torch.linspace(-60, 60, 4001, dtype=torch.float64)
+    got = mish(x.to(dtype))
+    assert torch.isfinite(got).all()
+    # within a few ulps of the float64 value rounded to the dtype
+    torch.testing.assert_close(got.double(), F.mish(x).to(dtype).double(),
+                               rtol=4 * torch.finfo(dtype).eps, atol=4 * torch.finfo(dtype).eps)

@@ -1,9 +1,11 @@
 """`scoredec suite`: the smoke preset end to end, skipping done cells, shards, cell records,
 failing cells, and the table's arithmetic on hand-made cells."""
 
+import dataclasses
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from scoredec.cli import main
@@ -94,6 +96,27 @@ def test_cpu_preset_overrides_are_valid_configs_with_beta_per_quality():
             if method == "omsd":
                 betas.append(cfg.policy.beta)
     assert betas == [BETA[q] for q in preset.qualities] and betas[0] > betas[-1]
+    from scoredec.baselines.iql_awr import IQLConfig
+    from scoredec.baselines.macql import CQLConfig
+    from scoredec.baselines.matd3bc import TD3BCConfig
+    from scoredec.baselines.omar import OMARConfig
+
+    for method, cls in (("iql", IQLConfig), ("matd3bc", TD3BCConfig), ("macql", CQLConfig),
+                        ("omar", OMARConfig)):
+        cfg = config_with(cls, resolve_overrides(preset, Cell(method, "spread", "expert", 0)))
+        assert cfg.steps == preset.baseline_steps
+    long = get_preset("cpu-long")
+    assert long.pipeline["policy"]["steps"] == 5 * preset.pipeline["policy"]["steps"]
+    assert long.method_overrides["omar"]["steps"] == 5 * preset.method_overrides["omar"]["steps"]
+
+
+def test_preset_sizes_per_task():
+    preset = get_preset("cpu", tasks=("spread", "halfcheetah-2x3"))
+    preset = dataclasses.replace(preset, task_episodes={"halfcheetah-2x3": {"expert": 7}},
+                                 task_eval_episodes={"halfcheetah-2x3": 3})
+    assert preset.episodes_for("spread", "expert") == preset.episodes["expert"]
+    assert preset.episodes_for("halfcheetah-2x3", "expert") == 7
+    assert preset.eval_episodes_for("spread") == 100 and preset.eval_episodes_for("halfcheetah-2x3") == 3
 
 
 def _cell(method, task, quality, seed, score, seconds=10.0, centralized=False):
@@ -120,5 +143,77 @@ def test_table_averages_seeds_and_marks_centralized_methods(tmp_path):
     assert "| **average** |  | **11.0** | **60.0** (1/2 rows) |" in text   # (20 + 2) / 2
     assert "brpo-jal\u2020" in text
     assert "| omsd | 6 | 1.0 min | 10 s |" in text
+    assert "Beside the published numbers" not in text     # no method with a published column
     written = write_table(tmp_path, plots=False)
     assert written["table"].read_text() == text
+
+
+def test_table_puts_published_numbers_beside_ours_and_counts_shared_stages_once(tmp_path):
+    cells = [_cell("omar", "spread", "expert", s, v) for s, v in enumerate([90.0, 100.0])]
+    shared = _cell("omsd", "spread", "expert", 0, 50.0, seconds=10.0)
+    shared["seconds"]["standalone"] = 25.0       # 15 s of stages copied from another cell
+    (tmp_path / "cells").mkdir()
+    for c in cells + [shared]:
+        (tmp_path / "cells" / f"{c['key']}.json").write_text(json.dumps(c))
+    text = render_table(summarize(load_cells(tmp_path)))
+    assert "| task | quality | omar (ours) | OMAR (paper) |" in text
+    assert "| spread | expert | 95.0 ± 5.0 | 114.9 ± 2.6 |" in text
+    assert "| omsd | 1 | 25 s | 25 s |" in text             # stand-alone cost per method
+    assert "Whole grid: 30 s of compute" in text              # what actually ran
+
+
+def test_identical_stages_are_shared_within_the_family_and_equal_a_fresh_training(tmp_path):
+    """brpo-ctde takes brpo-ind's marginal behaviour model and omsd's joint critic; both equal
+    what brpo-ctde trains on its own, and the cell says where they came from."""
+    from safetensors.torch import load_file
+
+    from scoredec.suite.run_cell import run_cell
+
+    preset = get_preset("smoke")
+    shared_root, alone_root = tmp_path / "shared", tmp_path / "alone"
+    for method in ("omsd", "brpo-ind", "brpo-ctde"):
+        run_cell(Cell(method, "spread", "medium", 0), preset, shared_root)
+    rec = json.loads((shared_root / "cells" / "brpo-ctde__spread__medium__s0.json").read_text())
+    assert rec["shared_stages"]["behavior"]["from"] == "brpo-ind__spread__medium__s0"
+    assert rec["shared_stages"]["critic"]["from"] == "omsd__spread__medium__s0"
+    assert set(rec["stages"]) == {"behavior", "critic", "policy"}     # copied records included
+    assert rec["seconds"]["standalone"] > rec["seconds"]["total"]
+    ind = json.loads((shared_root / "cells" / "brpo-ind__spread__medium__s0.json").read_text())
+    assert ind["shared_stages"] == {}          # its local critic matches nobody's, and omsd's
+    #                                            behaviour model is sequential, not marginal
+    run_cell(Cell("brpo-ctde", "spread", "medium", 0), preset, alone_root)
+    for name in ("behavior", "critic", "actors"):
+        a = load_file(shared_root / "runs" / "brpo-ctde__spread__medium__s0" / f"{name}.safetensors")
+        b = load_file(alone_root / "runs" / "brpo-ctde__spread__medium__s0" / f"{name}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_tuning_jobs_presets_choice_and_the_cpu_preset_reading_it(tmp_path):
+    from scoredec.suite import tuning
+    from scoredec.suite.presets import apply_tuned
+
+    jobs = tuning.jobs()
+    assert len(jobs) == sum(len(v) for _, grid in tuning.SEARCH.values() for v in grid.values())
+    assert all(j.cell.seed == tuning.TUNE_SEED and j.cell.seed not in get_preset("cpu").seeds
+               for j in jobs)
+    beta_job = tuning.Job("omsd", "medium", 0.2)
+    p = tuning.job_preset(beta_job)
+    assert resolve_overrides(p, beta_job.cell)["policy"]["beta"] == 0.2
+    alpha_job = tuning.Job("matd3bc", "expert", 10.0)
+    assert resolve_overrides(tuning.job_preset(alpha_job), alpha_job.cell)["alpha"] == 10.0
+    # fake finished jobs: the best final score wins per method x quality
+    for job, score in ((tuning.Job("omsd", "expert", 0.001), 5.0),
+                       (tuning.Job("omsd", "expert", 0.005), 9.0),
+                       (tuning.Job("omsd", "expert", 0.02), 1.0),
+                       (tuning.Job("matd3bc", "expert", 1.0), 3.0)):
+        cells = job.root(tmp_path) / "cells"
+        cells.mkdir(parents=True)
+        (cells / f"{job.cell.key}.json").write_text(json.dumps({"normalized_mean": score}))
+    out = tmp_path / "tuned.yaml"
+    doc = tuning.choose(tmp_path, out)
+    assert doc["chosen"]["omsd"] == {"expert": {"policy.beta": 0.005}}
+    assert doc["chosen"]["brpo-ctde"] == {"expert": {"policy.beta": 0.005}}
+    assert "matd3bc" not in doc["chosen"]          # 1 of its 3 values done: nothing chosen
+    tuned = apply_tuned(get_preset("cpu", tuned=False), out)
+    assert tuned.beta["expert"] == 0.005
+    assert resolve_overrides(tuned, Cell("brpo-ind", "tag", "expert", 0))["policy"]["beta"] == 0.005

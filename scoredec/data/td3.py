@@ -505,8 +505,8 @@ def behaviour_policies(task: str, cache: str | os.PathLike | None = None) -> Beh
     if not index_path.is_file():
         raise FileNotFoundError(
             f"no behaviour policies for {task!r} in {root}: train them first with "
-            f"`python -m scoredec.data.td3 {task} --out {root / 'train'} --total-steps 1000000` "
-            "(resumable; SCOREDEC_CACHE moves the cache)"
+            f"`scoredec data train-behaviour {task}` (resumable; --budget-steps N splits it into "
+            "sittings; SCOREDEC_CACHE moves the cache)"
         )
     index = json.loads(index_path.read_text(encoding="utf-8"))
     snaps = tuple(sorted(index["snapshots"], key=lambda e: e["step"]))

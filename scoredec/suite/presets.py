@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from scoredec.data.factory import DEFAULT_EPISODES, QUALITIES
+from scoredec.methods import merge
 
 __all__ = ["Preset", "PRESETS", "get_preset", "preset_names", "PAPER_CONFIG"]
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PAPER_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
 """The authors' sizes (a TrainConfig YAML in the source tree)."""
+
+TUNED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cpu-tuned.yaml"
+"""Hyperparameters chosen by `scoredec suite tune` (suite/tuning.py) for the cpu presets."""
 
 BETA = {"random": 0.3, "medium-replay": 0.1, "medium": 0.05, "expert": 0.005}
 """OMSD's beta per quality (DESIGN.md 1.5: expert ~0.001-0.005, random ~0.3-0.5; medium in
@@ -51,7 +55,7 @@ class Preset:
     seeds: tuple[int, ...]
     """Training seeds (the datasets are the same for every seed and method)."""
     episodes: dict[str, int]
-    """Dataset size per quality, in 25-step episodes."""
+    """Dataset size per quality, in episodes (MPE episodes are 25 steps)."""
     data_seed: int = 0
     """Seed of the dataset factory (one dataset per task x quality, shared by all cells)."""
     eval_episodes: int = 100
@@ -78,6 +82,21 @@ class Preset:
     """Steps per stage of the timing probe run before the grid (0: no probe, no estimate)."""
     notes: str = ""
     """One line on what the preset is for."""
+    task_episodes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per-task dataset sizes that replace ``episodes`` for that task (a MaMuJoCo episode is
+    1000 steps, an MPE one 25)."""
+    task_eval_episodes: dict[str, int] = field(default_factory=dict)
+    """Per-task evaluation episodes that replace ``eval_episodes`` for that task."""
+    share_stages: bool = True
+    """Copy a behaviour model or critic that another cell of the OMSD family already trained
+    with the same dataset, seed and config instead of training it again (suite/share.py)."""
+
+    def episodes_for(self, task: str, quality: str) -> int:
+        """Dataset size of one task x quality, in episodes."""
+        return self.task_episodes.get(task, self.episodes)[quality]
+
+    def eval_episodes_for(self, task: str) -> int:
+        return self.task_eval_episodes.get(task, self.eval_episodes)
 
 
 BASELINES = ("iql", "matd3bc", "macql", "omar")
@@ -113,19 +132,33 @@ def smoke() -> Preset:
 
 # --------------------------------------------------------------------------- cpu
 
-CPU_STEPS = {"behavior": 2000, "critic": 2000, "policy": 2000}
-"""Optimizer steps per stage in the cpu preset (see results/README.md for the measurement that
-set them: the whole grid within about 6 hours of 2-core compute)."""
+CPU_STEPS = 4000
+"""Optimizer steps of every stage and every baseline in the cpu preset: the whole grid in about
+6 hours of 2-core compute (two shards of one thread each; results/README.md has the figures)."""
+
+CPU_LR = {"behavior": 1e-3, "critic": 1e-3, "actor": 3e-3}
+"""Learning rates of the cpu preset, the same for every method that takes them (MA-CQL and OMAR
+keep their published 0.01). Raised from the paper's 3e-4 because 4k steps are 0.4 % of its
+1M: measured on a tuning seed (100, never reported), BC on spread/expert reached 47 normalized
+after 5k steps at 1e-3 and 95 after 10k at 3e-3."""
+
+CPU_EPISODES = {"mpe": 2000, "mamujoco": 100}
+"""Dataset size per task x quality: 2,000 MPE episodes (50k transitions) and 100 HalfCheetah
+episodes (100k transitions)."""
+
+CPU_MAMUJOCO_EVAL_EPISODES = 10
+"""HalfCheetah cells evaluate 10 episodes of 1000 steps (DESIGN.md 1.7: the authors evaluate
+10), MPE cells 100 of 25."""
 
 
 def _cpu_tasks() -> tuple[str, ...]:
     """spread, tag, world, and halfcheetah-2x3 when both its environment and a dataset
     generator for it exist here (logged when it is left out)."""
-    from scoredec.data.factory import TASKS
+    from scoredec.data.factory import MAMUJOCO_TASKS, TASKS
 
     tasks = ("spread", "tag", "world")
     extra = "halfcheetah-2x3"
-    if extra not in TASKS:
+    if extra not in TASKS and extra not in MAMUJOCO_TASKS:
         log.info("cpu preset: %s left out: the dataset factory has no generator for it "
                  "(factory.TASKS = %s)", extra, ", ".join(TASKS))
         return tasks
@@ -140,21 +173,48 @@ def _cpu_tasks() -> tuple[str, ...]:
 
 
 def cpu() -> Preset:
+    from scoredec.data.factory import MAMUJOCO_TASKS
+
+    tasks = _cpu_tasks()
+    steps, lr = CPU_STEPS, CPU_LR
+    baselines = _baselines(steps=steps, critic_hidden=128, actor_hidden=64, batch_size=256,
+                           device="cpu", log_every=100, checkpoint_every=1000)
+    for name in ("iql", "matd3bc"):
+        baselines[name].update(critic_lr=lr["critic"], actor_lr=lr["actor"])
+    mamujoco = [t for t in tasks if t in MAMUJOCO_TASKS]
     return Preset(
-        name="cpu", tasks=_cpu_tasks(), qualities=QUALITIES, seeds=(0, 1, 2),
-        episodes={q: 2000 for q in QUALITIES}, eval_episodes=100, eval_envs=100, device="cpu",
+        name="cpu", tasks=tasks, qualities=QUALITIES, seeds=(0, 1, 2),
+        episodes={q: CPU_EPISODES["mpe"] for q in QUALITIES},
+        task_episodes={t: {q: CPU_EPISODES["mamujoco"] for q in QUALITIES} for t in mamujoco},
+        eval_episodes=100, eval_envs=100,
+        task_eval_episodes={t: CPU_MAMUJOCO_EVAL_EPISODES for t in mamujoco}, device="cpu",
         pipeline={"device": "cpu", "log_every": 100, "checkpoint_every": 1000,
                   "behavior": {"arch": "compact", "hidden": 128, "compact_layers": 3,
-                               "batch_size": 256, "steps": CPU_STEPS["behavior"]},
-                  "critic": {"hidden": 128, "batch_size": 256, "steps": CPU_STEPS["critic"]},
-                  "policy": {"hidden": 64, "batch_size": 256, "steps": CPU_STEPS["policy"]}},
+                               "batch_size": 256, "steps": steps, "lr": lr["behavior"]},
+                  "critic": {"hidden": 128, "batch_size": 256, "steps": steps, "lr": lr["critic"]},
+                  "policy": {"hidden": 64, "batch_size": 256, "steps": steps, "lr": lr["actor"]}},
         # Baselines get the same widths, batch and step count as OMSD's critic and actors.
-        method_overrides=_baselines(steps=CPU_STEPS["policy"], critic_hidden=128, actor_hidden=64,
-                                    batch_size=256, device="cpu", log_every=100,
-                                    checkpoint_every=1000),
-        baseline_steps=CPU_STEPS["policy"], probe_steps=200,
-        notes="the table a 2-core machine can make: compact score nets, 50k-transition "
-              "datasets, 2k steps per stage")
+        method_overrides=baselines, baseline_steps=steps, probe_steps=200,
+        notes="the table a 2-core machine can make: compact score nets, 50k-transition MPE "
+              "datasets, 4k steps per stage")
+
+
+def cpu_long() -> Preset:
+    """The cpu preset with every step count x LONG_FACTOR: the check of what longer training
+    does to the cpu table (results/README.md), run on a few cells into its own root."""
+    base = cpu()
+    steps = CPU_STEPS * LONG_FACTOR
+    pipeline = merge(base.pipeline, {"behavior": {"steps": steps}, "critic": {"steps": steps},
+                                     "policy": {"steps": steps}, "checkpoint_every": 5000})
+    overrides = {m: {**o, "steps": steps, "checkpoint_every": 5000}
+                 for m, o in base.method_overrides.items()}
+    return dataclasses.replace(base, name="cpu-long", pipeline=pipeline, method_overrides=overrides,
+                               baseline_steps=steps,
+                               notes=f"the cpu preset with {LONG_FACTOR}x the steps, for the "
+                                     "longer-training check of a few cells")
+
+
+LONG_FACTOR = 5
 
 
 # --------------------------------------------------------------------------- paper
@@ -172,16 +232,38 @@ def paper() -> Preset:
         notes=f"the authors' sizes ({PAPER_CONFIG.name}) on the full-size datasets, for GPUs")
 
 
-PRESETS = {"smoke": smoke, "cpu": cpu, "paper": paper}
+PRESETS = {"smoke": smoke, "cpu": cpu, "cpu-long": cpu_long, "paper": paper}
 
 
 def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def get_preset(name: str, **changes) -> Preset:
-    """The named preset, with fields replaced by ``changes`` (e.g. tasks=..., seeds=...)."""
+def apply_tuned(preset: Preset, path: Path = TUNED_CONFIG) -> Preset:
+    """The preset with the values `scoredec suite tune` chose (if that file exists): OMSD's
+    beta per quality for the whole OMSD family, and each baseline's searched field."""
+    if not Path(path).is_file():
+        log.info("%s: no tuned values yet; preset %s uses its defaults", path, preset.name)
+        return preset
+    chosen = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("chosen", {})
+    beta = dict(preset.beta)
+    for quality, fields in chosen.get("omsd", {}).items():
+        beta[quality] = float(fields["policy.beta"])
+    quality_overrides = {m: dict(v) for m, v in preset.quality_overrides.items()}
+    for method, per_quality in chosen.items():
+        if method.startswith("brpo-") or method == "omsd":
+            continue
+        for quality, fields in per_quality.items():
+            quality_overrides.setdefault(method, {})[quality] = dict(fields)
+    return dataclasses.replace(preset, beta=beta, quality_overrides=quality_overrides)
+
+
+def get_preset(name: str, tuned: bool = True, **changes) -> Preset:
+    """The named preset, with fields replaced by ``changes`` (e.g. tasks=..., seeds=...).
+    tuned: apply configs/cpu-tuned.yaml to the cpu presets."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     preset = PRESETS[name]()
+    if tuned and name in ("cpu", "cpu-long"):
+        preset = apply_tuned(preset)
     return dataclasses.replace(preset, **{k: v for k, v in changes.items() if v is not None})

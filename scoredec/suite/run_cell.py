@@ -28,6 +28,7 @@ from scoredec.io import atomic_write_json
 from scoredec.methods import get_method, merge
 from scoredec.suite.grid import Cell, cell_path
 from scoredec.suite.presets import Preset
+from scoredec.suite.share import adopt_shared_stages
 
 __all__ = ["dataset_path", "ensure_dataset", "config_class", "resolve_overrides", "run_cell",
            "run_summary", "hardware", "versions", "estimate_seconds", "CURVE_POINTS"]
@@ -39,7 +40,7 @@ CURVE_POINTS = 100
 
 
 def dataset_path(root: Path, preset: Preset, task: str, quality: str) -> Path:
-    episodes = preset.episodes[quality]
+    episodes = preset.episodes_for(task, quality)
     return Path(root) / "data" / f"{task}-{quality}-{episodes}ep-s{preset.data_seed}.h5"
 
 
@@ -50,9 +51,10 @@ def ensure_dataset(root: Path, preset: Preset, task: str, quality: str) -> Path:
     path = dataset_path(root, preset, task, quality)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("dataset %s: generating %d episodes (seed %d)", path.name,
-                 preset.episodes[quality], preset.data_seed)
-        make_dataset_file(task, quality, path, episodes=preset.episodes[quality],
+        episodes = preset.episodes_for(task, quality)
+        log.info("dataset %s: generating %d episodes (seed %d)", path.name, episodes,
+                 preset.data_seed)
+        make_dataset_file(task, quality, path, episodes=episodes,
                           seed=preset.data_seed, progress=False)
     return path
 
@@ -181,19 +183,25 @@ def _device(preset: Preset) -> str:
 # --------------------------------------------------------------------------- one cell
 
 def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
-             progress: bool = False) -> dict:
-    """Train and evaluate one cell; write and return its record."""
+             progress: bool = False, data_root: Path | None = None,
+             donor_roots: tuple[Path, ...] = ()) -> dict:
+    """Train and evaluate one cell; write and return its record.
+
+    data_root: where datasets live (default: root); donor_roots: other suite roots whose
+    finished stages this cell may take (suite/share.py; its own root is always searched)."""
     from scoredec.pipeline import load_actors
     from scoredec.rollout import evaluate
 
     root = Path(root)
     entry = get_method(cell.method)
-    start = time.perf_counter()
-    data = ensure_dataset(root, preset, cell.task, cell.quality)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    data = ensure_dataset(Path(data_root) if data_root else root, preset, cell.task, cell.quality)
     data_seconds = time.perf_counter() - start
     overrides = resolve_overrides(preset, cell)
     run = root / "runs" / cell.key
     resumed = run.exists()
+    shared = (adopt_shared_stages(root, cell, overrides, data, donor_roots)
+              if preset.share_stages else {})
     t0 = time.perf_counter()
     entry.train(data, run, seed=cell.seed, overrides=overrides, progress=progress,
                 resume=resume)
@@ -201,12 +209,15 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
     device = _device(preset)
     t0 = time.perf_counter()
     actors, meta = load_actors(run, device=device)
-    result = evaluate(actors, meta.get("env_id", cell.task), episodes=preset.eval_episodes,
-                      num_envs=preset.eval_envs, seed=preset.eval_seed + 1000 * cell.seed,
+    eval_episodes = preset.eval_episodes_for(cell.task)
+    result = evaluate(actors, meta.get("env_id", cell.task), episodes=eval_episodes,
+                      num_envs=min(preset.eval_envs, eval_episodes), seed=preset.eval_seed + 1000 * cell.seed,
                       device=device)
     eval_seconds = time.perf_counter() - t0
     summary = run_summary(run)
-    total_steps = sum(s["steps"] for s in summary["stages"].values())
+    # Shared stages are in the run's metrics (copied with the product) but were not run here.
+    total_steps = sum(s["steps"] for name, s in summary["stages"].items() if name not in shared)
+    total = time.perf_counter() - start
     record = {
         "key": cell.key,
         "cell": dataclasses.asdict(cell),
@@ -214,9 +225,9 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
         "centralized": entry.centralized,
         "seed": cell.seed,
         "overrides": overrides,
-        "dataset": {"file": data.name, "episodes": preset.episodes[cell.quality],
+        "dataset": {"file": data.name, "episodes": preset.episodes_for(cell.task, cell.quality),
                     "seed": preset.data_seed},
-        "evaluation": {"episodes": result["episodes"], "envs": preset.eval_envs,
+        "evaluation": {"episodes": result["episodes"], "envs": min(preset.eval_envs, eval_episodes),
                        "seed": preset.eval_seed + 1000 * cell.seed, "decentralized": not entry.centralized},
         "normalized_mean": result.get("normalized_mean"),
         "normalized_std": result.get("normalized_std"),
@@ -226,7 +237,13 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
         "curve": summary["curve"],
         "stages": summary["stages"],
         "seconds": {"dataset": data_seconds, "train": train_seconds, "evaluate": eval_seconds,
-                    "total": time.perf_counter() - start},
+                    "total": total,
+                    # CPU time of this process (all its threads): unlike the wall-clock, it does
+                    # not grow when other jobs share the cores
+                    "cpu": time.process_time() - cpu_start,
+                    # what the method costs on its own: plus the stages another cell trained
+                    "standalone": total + sum(v["seconds"] or 0.0 for v in shared.values())},
+        "shared_stages": shared,
         "steps_per_s": total_steps / train_seconds if train_seconds > 0 else None,
         "resumed": resumed,
         "hardware": hardware(device),
@@ -261,7 +278,7 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
     from scoredec.policy import METHODS
 
     probe = dataclasses.replace(preset, episodes={q: 50 for q in preset.episodes},
-                                eval_episodes=preset.eval_episodes)
+                                task_episodes={}, eval_episodes=preset.eval_episodes)
     steps = preset.probe_steps
     small = merge(preset.pipeline, {"log_every": max(steps // 10, 1), "checkpoint_every": 10 ** 9,
                                     "behavior": {"steps": steps}, "critic": {"steps": steps},
