@@ -13,6 +13,7 @@
 // Arithmetic and accumulation are float32; 16-bit values are converted on load and rounded
 // once, on the final store.
 #include "score_compact.h"
+#include "score_device.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -21,38 +22,10 @@
 namespace scoredec {
 namespace {
 
-constexpr float kTwoPi = 6.283185307179586f;
+using namespace device;
+
 constexpr int kThreads = 256;
 constexpr int kRows = 16;  // rows per block: accumulators per thread
-// nets.mish: for x > 20, mish(x) = x in float32; clamping keeps e^x (e^x + 2) finite.
-constexpr float kMishClamp = 20.0f;
-
-template <typename T> __device__ __forceinline__ float to_float(T v);
-template <> __device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// t and freqs are float32 or the element type.
-template <typename T>
-__device__ __forceinline__ float load_either(const void* p, int64_t i, bool is_f32) {
-  return is_f32 ? static_cast<const float*>(p)[i] : to_float(static_cast<const T*>(p)[i]);
-}
-
-__device__ __forceinline__ float mish(float x) {
-  // nets.mish: x tanh(softplus(x)) = x w / (w + 2) with w = e^x (e^x + 2).
-  const float n = expf(fminf(x, kMishClamp));
-  const float w = n * (n + 2.0f);
-  return x * (w / (w + 2.0f));
-}
 
 // out[r, c] = act(sum_k in[r, k] w[k, c] + b[c]) for the block's kRows rows; in, out in shared
 // memory with row strides K and N; w [K, N] and b [N] in global memory.

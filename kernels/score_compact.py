@@ -190,10 +190,10 @@ def choose_tile(dtype: str, B: int, models: int, sm_count: int) -> tuple[int, in
     return tiles[-1]
 
 
-def block_sizes(dtype: str, W: int, dx: int, F: int, tile: tuple[int, int]) -> dict:
+def block_sizes(dtype: str, W: int, dx: int, F: int, tile: tuple[int, int], block_k: int = BLOCK_K) -> dict:
     """Constexprs of one launch. dtype: 'fp32' | 'fp16' | 'bf16'; tile: (BLOCK_M, BLOCK_N)."""
     block_w = pow2_at_least_16(W)
-    return {"BLOCK_M": tile[0], "BLOCK_N": min(tile[1], block_w), "BLOCK_K": BLOCK_K, "BLOCK_W": block_w,
+    return {"BLOCK_M": tile[0], "BLOCK_N": min(tile[1], block_w), "BLOCK_K": block_k, "BLOCK_W": block_w,
             "BLOCK_F": pow2_at_least_16(F), "BLOCK_DX": pow2_at_least_16(dx),
             "PRECISION": "ieee" if dtype == "fp32" else "tf32"}
 
@@ -231,7 +231,8 @@ def _aot_configs() -> list[dict]:
 
 KERNELS = [("score_compact_kernel", score_compact_kernel, _aot_configs())]
 
-_DTYPE_NAME = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+# torch dtype (str) -> Triton element type name; also read by sample_sequential.py.
+DTYPE_NAME = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
 
 
 def launch(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, out, tile: tuple[int, int] | None = None,
@@ -247,7 +248,7 @@ def launch(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, out, tile: tuple[int, int]
         wh, bh = w0, b0
     if sm_count is None:
         sm_count = _sm_count(x.device) if x.device.type == "cuda" else DEFAULT_SM_COUNT
-    dtype = _DTYPE_NAME[str(x.dtype)]
+    dtype = DTYPE_NAME[str(x.dtype)]
     if tile is None:
         tile = choose_tile(dtype, B, m, sm_count)
     sizes = block_sizes(dtype, W, dx, F, tile)

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from scoredec import sde
 from scoredec.config import param
-from scoredec.layout import AgentSpec, ScoreLayout
-from scoredec.nets import CompactScoreNet, make_score_net
-from scoredec.ops import noise_and_embed, score_eval_compact
+from scoredec.layout import AgentSpec, ScoreLayout, to_stack
+from scoredec.nets import CompactScoreNet, ResNetScoreNet, make_score_net
+from scoredec.ops import noise_and_embed, score_eval_compact, score_eval_resnet
+from scoredec.ops.sampler import sample_sequential
 from scoredec.sampling import integrate
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
@@ -86,23 +87,31 @@ class BehaviorModel(nn.Module):
 
         Sequential mode conditions model k on actions of agents order[:k] (stage 2 passes the
         current policies' actions): this is the per-agent sequential score evaluation. A compact
-        net runs through the fused op scoredec.ops.score_eval_compact (backend: as that op; the
-        torch path on CPU tensors; its kernel backends are forward only)."""
+        net runs through the fused op scoredec.ops.score_eval_compact, a resnet net through
+        scoredec.ops.score_eval_resnet (backend: as those ops; the torch path on CPU tensors;
+        their kernel backends are forward only and the resnet's compute the eval forward)."""
         cond = self.layout.conditions(obs, actions)
         if isinstance(self.net, CompactScoreNet):
             return score_eval_compact(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
                                       backend=backend)
+        if isinstance(self.net, ResNetScoreNet):
+            return score_eval_resnet(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
+                                     backend=backend)
         return self.net(x_t, t, cond)
 
     @torch.no_grad()
     def sample(self, obs: Tensor, steps: int | None = None, solver: str | None = None,
                noise: Tensor | None = None, generator: torch.Generator | None = None,
-               spacing: str = "logSNR") -> Tensor:
+               spacing: str = "logSNR", *, step_noise: Tensor | None = None, eta: float = 0.0,
+               backend: str | None = None, graph: bool | None = None) -> Tensor:
         """Joint actions a ~ mu(. | s): obs [B, n, obs_max] -> [B, n, act_max] in [-1, 1].
 
         Sequential mode samples agent order[0] first and conditions each later agent on the
-        earlier agents' samples (ancestral sampling along the chain rule). noise: [m, B, x_dim]
-        initial noise; drawn from generator when None."""
+        earlier agents' samples (ancestral sampling along the chain rule), through the fused op
+        scoredec.ops.sample_sequential (backend: as that op; torch on CPU tensors; on CUDA the
+        torch path runs as one captured CUDA graph unless graph=False). noise: [m, B, x_dim]
+        initial noise; step_noise: [m, steps, B, x_dim] for ddim with eta > 0; both drawn from
+        generator when None."""
         steps = self.cfg.sample_steps if steps is None else steps
         solver = self.cfg.solver if solver is None else solver
         lay, batch = self.layout, obs.shape[0]
@@ -111,21 +120,24 @@ class BehaviorModel(nn.Module):
             noise = torch.randn(shape, generator=generator, dtype=obs.dtype, device=obs.device)
         if tuple(noise.shape) != shape:
             raise ValueError(f"noise must be {list(shape)}, got {list(noise.shape)}")
+        if eta > 0 and step_noise is None:
+            step_noise = torch.randn((lay.models, steps, batch, lay.x_dim), generator=generator,
+                                     dtype=obs.dtype, device=obs.device)
         mask = self.x_mask.to(obs.dtype)
         with eval_mode(self):
-            if lay.mode != "sequential":
-                cond = lay.conditions(obs)
-                x = integrate(lambda x, t: self.net(x, t, cond), noise, steps, solver, spacing)
-                return lay.actions_from(x.clamp(-1.0, 1.0) * mask)
-            actions = torch.zeros(batch, self.spec.n_agents, self.spec.act_max,
-                                  dtype=obs.dtype, device=obs.device)
-            for k, agent in enumerate(lay.order):
-                one = slice(k, k + 1)
-                cond = lay.conditions(obs, actions)[one]
-                x = integrate(lambda x, t: self.net(x, t, cond, one), noise[one], steps, solver,
-                              spacing)
-                actions[:, agent] = (x.clamp(-1.0, 1.0) * mask[one])[0]
-            return actions
+            if lay.mode == "sequential":
+                x = sample_sequential(self.net, to_stack(obs, lay.order).contiguous(), noise.contiguous(),
+                                      steps=steps, solver=solver, spacing=spacing, eta=eta,
+                                      step_noise=None if step_noise is None else step_noise.contiguous(),
+                                      vp=self.vp, backend=backend, graph=graph)
+                return lay.actions_from(x * mask)
+            if step_noise is not None and tuple(step_noise.shape) != (lay.models, steps, batch, lay.x_dim):
+                raise ValueError(f"step_noise must be {[lay.models, steps, batch, lay.x_dim]}, "
+                                 f"got {list(step_noise.shape)}")
+            cond = lay.conditions(obs)
+            x = integrate(lambda x, t: self.net(x, t, cond), noise, steps, solver, spacing, self.vp,
+                          step_noise=None if step_noise is None else step_noise.transpose(0, 1), eta=eta)
+            return lay.actions_from(x.clamp(-1.0, 1.0) * mask)
 
 
 def draw_noise(models: int, batch: int, dim: int, t_min: float, t_max: float,
@@ -159,7 +171,16 @@ class BehaviorStage(Stage):
         self.optimizers = {"behavior": opt}
         self.schedulers = {"behavior": cosine_schedule(opt, cfg.steps, cfg.lr_end)}
 
+    def draw_noise(self, batch, generator):
+        """(t [m, B], z [m, B, x_dim]) as BehaviorModel.loss would draw them."""
+        lay = self.model.layout
+        return draw_noise(lay.models, batch.actions.shape[0], lay.x_dim, self.model.cfg.t_min, 1.0,
+                          generator, batch.actions)
+
+    def loss(self, batch, noise):
+        return self.model.loss(batch.obs, batch.actions, noise=noise), {}
+
     def step(self, batch, generator):
-        loss = self.model.loss(batch.obs, batch.actions, generator)
+        loss, _ = self.loss(batch, self.draw_noise(batch, generator))
         optimizer_step(self.optimizers["behavior"], loss, self.schedulers["behavior"])
         return {"loss": loss.detach()}

@@ -67,8 +67,9 @@ def check_order(order, n: int) -> tuple[int, ...]:
 
 
 def to_stack(x: Tensor, order: tuple[int, ...]) -> Tensor:
-    """[B, n, w] -> [n, B, w], model k holding agent order[k]."""
-    return x[:, list(order)].transpose(0, 1)
+    """[B, n, w] -> [n, B, w], model k holding agent order[k]. Basic indexing only: a Python
+    list index on CUDA data is a host-to-device copy, which CUDA-graph capture forbids."""
+    return torch.stack([x[:, i] for i in order])
 
 
 def from_stack(x: Tensor, order: tuple[int, ...]) -> Tensor:
@@ -76,7 +77,7 @@ def from_stack(x: Tensor, order: tuple[int, ...]) -> Tensor:
     inverse = [0] * len(order)
     for k, agent in enumerate(order):
         inverse[agent] = k
-    return x.transpose(0, 1)[:, inverse]
+    return torch.stack([x[k] for k in inverse], dim=1)
 
 
 def to_joint(x: Tensor) -> Tensor:
@@ -146,8 +147,10 @@ class ScoreLayout:
         if actions is None:
             raise ValueError("sequential conditions need the earlier agents' actions")
         n, batch = self.spec.n_agents, obs.shape[0]
-        earlier = actions[:, list(self.order[:-1])]                           # [B, n-1, act_max]
-        prefix = earlier[:, None] * self._prefix.to(earlier.dtype)[None, :, :, None]
+        earlier = torch.stack([actions[:, i] for i in self.order[:-1]], 1)    # [B, n-1, act_max]
+        # Slot j < k of model k: ones below the diagonal, made on the actions' device.
+        tri = torch.ones(n, n - 1, dtype=earlier.dtype, device=earlier.device).tril(-1)
+        prefix = earlier[:, None] * tri[None, :, :, None]
         prefix = prefix.reshape(batch, n, -1).transpose(0, 1)                # [n, B, (n-1) act_max]
         return torch.cat([o, prefix], dim=-1)
 

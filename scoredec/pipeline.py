@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
+from scoredec.captured import CAPTURE_MODES, CapturedStep
 from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from scoredec.config import config_from_dict, config_to_dict, param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
@@ -44,6 +45,10 @@ class TrainConfig:
                         choices=("auto", "cpu", "cuda"))
     log_every: int = param(1000, "steps between metric records")
     checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+    capture: str = param("none", "run the behaviour and policy steps eagerly (none), through "
+                                 "torch.compile (compile), or as one CUDA graph per step (graph, "
+                                 "GPU only); the same noise draws either way",
+                         choices=CAPTURE_MODES)
     behavior: BehaviorConfig = param(BehaviorConfig, "behaviour score models (stage 1a)")
     critic: CriticConfig = param(CriticConfig, "IQL critic (stage 1b)")
     policy: PolicyConfig = param(PolicyConfig, "actors (stage 2)")
@@ -203,6 +208,8 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
             generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + i)
             module = BUILDERS[stage](data.spec, cfg).to(device)
             trainer = make_stage(stage, module, run_path, cfg, device)
+            if cfg.capture != "none" and stage != "critic":
+                trainer = CapturedStep(trainer, cfg.capture)
             result = run_stage(trainer, data, generator, run=run, logger=logger,
                                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                                budget=budget, progress=progress)

@@ -82,6 +82,9 @@ class Actors(nn.Module):
         self.mlp = StackedMLP(lay.models, lay.in_dim, (hidden,) * layers, lay.out_dim,
                               activation="relu", in_mask=lay.in_mask())
         self.register_buffer("out_mask", lay.out_mask().to(torch.float32)[:, None, :])
+        # [n, act_max] valid action slots, on the actors' device (no host copy inside a step,
+        # which CUDA-graph capture forbids); not saved: it follows from the spec.
+        self.register_buffer("act_mask", spec.act_mask().to(torch.float32), persistent=False)
 
     def forward(self, obs: Tensor) -> Tensor:
         """obs [B, n, obs_max] -> actions [B, n, act_max] in [-1, 1], zero beyond act_dims.
@@ -116,6 +119,19 @@ def score_weight(weighting: str, alpha: Tensor, sigma: Tensor) -> Tensor:
     raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
+def critic_action_gradient(critic: IQLCritic, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """IQLCritic.action_gradient through torch.func.grad: d/da 0.5 (Q1' + Q2')(S, a) at
+    a = actions [B, n, act_max], and that Q value [critics, B]. The same operations and numbers
+    as the autograd version, but torch.compile traces torch.func.grad into one graph where
+    torch.autograd.grad is a graph break (scoredec/captured.py compiles the whole stage-2 step)."""
+    def q_sum(a: Tensor) -> tuple[Tensor, Tensor]:
+        q = critic.q_values(obs, a, target=True).mean(dim=1)
+        return q.sum(), q
+
+    grad, q = torch.func.grad(q_sum, has_aux=True)(actions.detach())
+    return grad, q.detach()
+
+
 class PolicyObjective:
     """The stage-2 loss of one method, over frozen stage-1 models."""
 
@@ -143,7 +159,7 @@ class PolicyObjective:
         """obs [B, n, obs_max]; data_actions [B, n, act_max] (used by BC only); noise: explicit
         (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator."""
         if self.behavior is None:
-            mask = self.actors.spec.act_mask().to(obs)
+            mask = self.actors.act_mask.to(obs.dtype)
             err = ((self.actors(obs) - data_actions) ** 2 * mask).sum(-1)
             loss = err.mean(0).sum()
             return loss, {"bc": loss.detach()}
@@ -163,9 +179,9 @@ class PolicyObjective:
             if cfg.subtract_noise:
                 e = e - z
             w = score_weight(cfg.weighting, alpha, sigma)
-            g, q = self.critic.action_gradient(obs, a_cur)
+            g, q = critic_action_gradient(self.critic, obs, a_cur)
             if cfg.normalize_guidance:
-                mask = self.actors.spec.act_mask().to(g)
+                mask = self.actors.act_mask.to(g.dtype)
                 rms = ((g ** 2).sum(-1) / mask.sum(-1)).sqrt().clamp(min=1e-8)
                 g = g / rms[..., None]
         score_term = (w[..., None] * e * x0).sum(-1).mean(dim=1).sum()
@@ -188,7 +204,20 @@ class PolicyStage(Stage):
         self.optimizers = {"actors": opt}
         self.schedulers = {"actors": cosine_schedule(opt, cfg.steps, cfg.lr_end)}
 
+    def draw_noise(self, batch, generator):
+        """(t [m, B], z [m, B, x_dim]) of the score term as PolicyObjective.loss would draw
+        them; () for BC, which draws nothing."""
+        obj = self.objective
+        if obj.behavior is None:
+            return ()
+        lay = obj.behavior.layout
+        return draw_noise(lay.models, batch.obs.shape[0], lay.x_dim, obj.cfg.t_min, obj.cfg.t_max,
+                          generator, batch.obs)
+
+    def loss(self, batch, noise):
+        return self.objective.loss(batch.obs, batch.actions, noise=tuple(noise) or None)
+
     def step(self, batch, generator):
-        loss, metrics = self.objective.loss(batch.obs, batch.actions, generator)
+        loss, metrics = self.loss(batch, self.draw_noise(batch, generator))
         optimizer_step(self.optimizers["actors"], loss, self.schedulers["actors"])
         return {"loss": loss.detach(), **metrics}

@@ -44,6 +44,19 @@ class Stage:
     def step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    # Capture protocol (scoredec/captured.py). A stage whose step() is exactly
+    #   loss, metrics = self.loss(batch, self.draw_noise(batch, generator))
+    #   optimizer_step(<its one optimizer>, loss, <its scheduler>)
+    # implements both; CapturedStep then compiles or graph-captures loss + backward + update
+    # while drawing the same noise from the same generator outside the captured region.
+    def draw_noise(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, ...]:
+        """The step's random inputs, drawn from generator exactly as step() draws them."""
+        raise NotImplementedError(f"stage {self.name!r} does not support capture")
+
+    def loss(self, batch: Batch, noise: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The step's loss and detached metrics, given its random inputs; no side effects."""
+        raise NotImplementedError(f"stage {self.name!r} does not support capture")
+
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, lr_end: float):
     """Cosine decay from the optimizer's lr to lr_end over `steps` optimizer steps."""

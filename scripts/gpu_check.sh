@@ -4,9 +4,11 @@
 # triton and cuda backends, opcheck, torch.compile), compile the Triton kernels ahead of time,
 # run the benchmarks. Everything lands in the output directory:
 #   bash scripts/gpu_check.sh [OUTDIR]        (default: $OUT)
-# OUTDIR gets gpu_check.log, env.txt, build_info.json, tests.xml, aot.json, bench.json,
-# bench_score_compact.json, RESULTS_gpu.md and RESULTS_gpu_score_compact.md (rows for
-# benchmarks/RESULTS.md). Exits non-zero if any phase failed.
+# OUTDIR gets gpu_check.log, env.txt, build_info.json, tests.xml and tests_captured.xml (the GPU
+# op tests and the captured-step tests), and from `scoredec bench` RESULTS.md
+# (benchmarks/RESULTS.md with this GPU's section put in), plots/ and bench_all/ (every bench
+# file's JSON and log, roofline.json); aot.json when PHASES includes aot.
+# PHASES="..." runs a subset (environment build tests captured_tests aot bench_all).
 # PYTHON selects the interpreter (default python3).
 set -uo pipefail
 
@@ -65,32 +67,39 @@ PY
 
 tests() {
   "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_ops_noise_embed.py tests/test_ops_registry.py \
-    tests/test_ops_build.py tests/test_ops_score_compact.py --junitxml="$OUTDIR/tests.xml"
+    tests/test_ops_build.py tests/test_ops_score_compact.py \
+    tests/test_ops_score_resnet.py tests/test_ops_sampler.py --junitxml="$OUTDIR/tests.xml"
 }
 
 aot() {
   "$PY" scripts/aot_compile.py --json "$OUTDIR/aot.json"
 }
 
-bench() {
-  "$PY" -m pytest -q -p no:cacheprovider benchmarks/bench_noise_embed.py -rs \
-      --benchmark-json="$OUTDIR/bench.json" --benchmark-columns=min,median,max,rounds \
-    && "$PY" benchmarks/results_md.py "$OUTDIR/bench.json" | tee "$OUTDIR/RESULTS_gpu.md"
+captured_tests() {
+  # Captured training steps (scoredec/captured.py): torch.compile and CUDA-graph capture of a
+  # stage-1 and a stage-2 step against the eager step, plus the benchmark tooling.
+  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_captured.py tests/test_bench_tools.py \
+    --junitxml="$OUTDIR/tests_captured.xml"
 }
 
-bench_score_compact() {
-  "$PY" -m pytest -q -p no:cacheprovider benchmarks/bench_score_compact.py -rs \
-      --benchmark-json="$OUTDIR/bench_score_compact.json" --benchmark-columns=min,median,max,rounds \
-    && "$PY" benchmarks/bench_score_compact.py "$OUTDIR/bench_score_compact.json" \
-      | tee "$OUTDIR/RESULTS_gpu_score_compact.md"
+bench_all() {
+  # `scoredec bench`: roofline inputs + every benchmarks/bench_*.py + rendered tables and plots.
+  # OUTDIR/RESULTS.md is benchmarks/RESULTS.md with this GPU's section put in (plots in
+  # OUTDIR/plots); OUTDIR/bench_all/ holds the JSON and logs. BENCH_ALL_ARGS narrows the run when
+  # device time is short, e.g. BENCH_ALL_ARGS="--quick" or "--only steps".
+  cp benchmarks/RESULTS.md "$OUTDIR/RESULTS.md" \
+    && "$PY" -m scoredec.cli bench --out "$OUTDIR/bench_all" --results "$OUTDIR/RESULTS.md" ${BENCH_ALL_ARGS:-}
 }
 
-phase environment environment
-phase build build
-phase tests tests
-phase aot aot
-phase bench bench
-phase bench_score_compact bench_score_compact
+# Phases to run (PHASES="build tests" picks some). The default fits one lent device session
+# (15 device-minutes including the machine's start, at most 10 minutes per command): bench_all
+# runs every benchmarks/bench_*.py with --quick grids unless BENCH_ALL_ARGS says otherwise;
+# aot (the sm_90 ahead-of-time compile) also runs in CI without a GPU, so it is not a default.
+PHASES="${PHASES:-environment build tests captured_tests bench_all}"
+BENCH_ALL_ARGS="${BENCH_ALL_ARGS---quick}"
+for name in $PHASES; do
+  phase "$name" "$name"
+done
 
 if ((${#FAILED[@]})); then
   echo "gpu_check: FAILED phases: ${FAILED[*]}"

@@ -1,12 +1,12 @@
 """Parity, wiring and bad-input tests of scoredec.ops.score_eval_compact on every backend.
 
 The float64 reference is tests/reference.py's score_single: each model rebuilt as its own narrow
-network (only the input columns its in_mask keeps). Tolerance (flash-attention's rule): a
-kernel's max error against float64 is at most twice the error of the torch backend (the
-stacked net's forward) in the same dtype, plus a small floor. Kernels write into NaN-filled
-buffers, so a skipped tile fails. Without a GPU the triton backend runs in the interpreter
-(tests/conftest.py sets TRITON_INTERPRET=1) in float32/float16 only, with large row blocks to
-keep it fast; the cuda backend needs a GPU and is skipped here.
+network (only the input columns its in_mask keeps). Tolerance (flash-attention's rule,
+tests/op_testing.py): a kernel's max error against float64 is at most twice the error of the
+torch backend (the stacked net's forward) in the same dtype, plus a small floor. Kernels write
+into NaN-filled buffers, so a skipped tile fails. Without a GPU the triton backend runs in the
+interpreter (tests/conftest.py sets TRITON_INTERPRET=1) in float32/float16 only, with large row
+blocks to keep it fast; the cuda backend needs a GPU and is skipped here.
 """
 
 from __future__ import annotations
@@ -14,21 +14,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend_skips import backend_skip
-
 from scoredec import sde
-from scoredec.behavior import BehaviorModel
-from scoredec.layout import AgentSpec
 from scoredec.nets import CompactScoreNet
 from scoredec.ops import BackendUnavailableError, score_eval_compact
-from scoredec.ops import registry
 from scoredec.ops import score_compact as sc
 
-from reference import reference_epsilon, score_single
-from test_nets import random_batch, small_cfg
+from op_testing import (DEVICE, HAS_GPU, assert_behavior_epsilon_fused, assert_compiles_fullgraph,
+                        assert_mixed_devices_named, assert_tolerance, nan_like, score_bad_cases, score_case,
+                        score_reference64, skip_unless_runs)
 
-HAS_GPU = torch.cuda.is_available()
-DEVICE = torch.device("cuda" if HAS_GPU else "cpu")
 FOURIER = 2 * sde.FOURIER_FREQUENCIES
 # Error floors per dtype, on top of 2x the torch backend's own error.
 FLOOR = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
@@ -46,63 +40,33 @@ CASES = {
     "m2-B5-d6-deep": (2, 5, 6, 11, 32, 4, None),
 }
 
-
-SKIP = {b: (lambda dtype, b=b: backend_skip(sc.OP, b, dtype, DEVICE)) for b in ("triton", "cuda")}
 LAUNCH = {"triton": sc.launch_triton, "cuda": sc.launch_cuda}
 
 
 def make_case(m, B, dx, dc, width, layers, dtype, t_dtype=None, device=DEVICE, seed=0):
-    """A masked stack and inputs; masked input columns hold garbage that must not leak."""
-    torch.manual_seed(seed + 1000 * m + B)  # the weights come from the global generator
-    g = torch.Generator().manual_seed(seed + 1000 * m + B)
-    mask = torch.rand(m, dx + dc, generator=g) > 0.3
-    mask[:, 0] = True
-    net = CompactScoreNet(m, dx, dc, in_mask=mask, width=width, layers=layers, generator=g)
-    x = torch.randn(m, B, dx, generator=g)
-    cond = torch.randn(m, B, dc, generator=g)
-    x = torch.where(mask[:, None, :dx], x, torch.full_like(x, 100.0))
-    cond = torch.where(mask[:, None, dx:], cond, torch.full_like(cond, -100.0))
-    t = sde.T_MIN + (1 - sde.T_MIN) * torch.rand(m, B, generator=g)
-    t[:, 0] = sde.T_MIN
-    net = net.to(device, dtype).eval()
-    return net, mask, x.to(device, dtype), t.to(device, t_dtype or dtype), cond.to(device, dtype)
+    """A masked stack and inputs (op_testing.score_case); masked input columns hold garbage."""
+    def build(mask, g):
+        return CompactScoreNet(m, dx, dc, in_mask=mask, width=width, layers=layers, generator=g)
 
-
-def reference64(net, mask, x, t, cond) -> torch.Tensor:
-    """Model by model, each at its own narrow input width, in float64 (tests/reference.py)."""
-    dx = x.shape[2]
-    out = []
-    for k in range(x.shape[0]):
-        cols = torch.cat([mask[k], torch.ones(FOURIER, dtype=torch.bool)]).nonzero()[:, 0]
-        xk = x[k].cpu().double()[:, mask[k, :dx]]
-        ck = cond[k].cpu().double()[:, mask[k, dx:]]
-        out.append(score_single(net.cpu(), k, xk, t[k].cpu().double(), ck, cols))
-    net.to(x.device)
-    return torch.stack(out)
-
-
-def max_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (out.cpu().double() - ref).abs().max().item()
+    return score_case(build, m, B, dx, dc, dtype, t_dtype, device, seed)
 
 
 def assert_parity(out, net, mask, x, t, cond):
-    assert out.shape == x.shape and out.dtype == x.dtype
-    assert torch.isfinite(out).all(), "non-finite values: an element was not written"
-    ref = reference64(net, mask, x, t, cond)
-    base_err = max_err(sc.score_compact_torch(net, x, t, cond), ref)
-    err = max_err(out, ref)
-    assert err <= 2 * base_err + FLOOR[x.dtype], f"max error {err:.3g} > 2 x torch's {base_err:.3g} + floor"
+    """Against the per-model float64 reference, within op_testing's tolerance rule."""
+    ref = score_reference64(net, mask, x, t, cond, FOURIER)
+    with torch.no_grad():
+        base = sc.score_compact_torch(net, x, t, cond)
+    assert_tolerance(out, x, ref, base, FLOOR[x.dtype])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 def test_kernel_parity(backend, dtype, case):
-    if (reason := SKIP[backend](dtype)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend, dtype)
     m, B, dx, dc, width, layers, tile = CASES[case]
     net, mask, x, t, cond = make_case(m, B, dx, dc, width, layers, dtype)
-    out = torch.full_like(x, float("nan"))
+    out = nan_like(x)
     kwargs = {"tile": tile} if backend == "triton" else {}
     with torch.no_grad():
         LAUNCH[backend](x, t, cond, *sc.pack_weights(net), out, **kwargs)
@@ -113,8 +77,7 @@ def test_kernel_parity(backend, dtype, case):
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
 def test_float32_time_with_16bit_inputs(backend, dtype):
     """t may stay float32 while x, cond and the net are 16-bit (features computed in fp32)."""
-    if backend != "torch" and (reason := SKIP[backend](dtype)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend, dtype)
     net, mask, x, t, cond = make_case(2, 7, 2, 5, 32, 3, dtype, t_dtype=torch.float32)
     with torch.no_grad():
         out = score_eval_compact(net, x, t, cond, backend=backend)
@@ -123,8 +86,7 @@ def test_float32_time_with_16bit_inputs(backend, dtype):
 
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
 def test_public_function_matches_reference(backend):
-    if backend != "torch" and (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     net, mask, x, t, cond = make_case(3, 9, 6, 7, 64, 3, torch.float32)
     with torch.no_grad():
         out = score_eval_compact(net, x, t, cond, backend=backend)
@@ -139,8 +101,7 @@ def test_torch_backend_is_the_stacked_forward():
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_empty_batch(backend):
-    if backend != "torch" and (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 3, torch.float32)
     with torch.no_grad():
         out = score_eval_compact(net, x[:, :0], t[:, :0], cond[:, :0], backend=backend)
@@ -151,31 +112,14 @@ def test_empty_batch(backend):
 def test_behavior_epsilon_takes_the_fused_path(backend, monkeypatch):
     """BehaviorModel.epsilon (sequential mode, stage 2's call) through the kernel, selected by
     SCOREDEC_BACKEND, against the per-agent float64 loop."""
-    if (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
-    spec = AgentSpec((7, 3, 11), (2, 6, 1))
-    gen = torch.Generator().manual_seed(3)
-    torch.manual_seed(0)
-    model = BehaviorModel(spec, "sequential", small_cfg("compact"), order=(2, 0, 1)).double().eval()
-    obs, act = random_batch(spec, 5, gen)
-    lay = model.layout
-    x = torch.randn(lay.models, 5, lay.x_dim, generator=gen, dtype=torch.float64)
-    t = torch.rand(lay.models, 5, generator=gen, dtype=torch.float64) * 0.99 + 0.01
-    want = reference_epsilon(model, x, t, obs, act)
-    model = model.float().to(DEVICE)
-    monkeypatch.setenv(registry.ENV_BACKEND, backend)
-    assert registry.select_name(sc.OP, DEVICE, (torch.float32, torch.float32, torch.float32, 32)) == backend
-    with torch.no_grad():
-        got = model.epsilon(x.float().to(DEVICE), t.float().to(DEVICE), obs.float().to(DEVICE),
-                            act.float().to(DEVICE))
-    mask = lay.x_mask()[:, None, :]
-    torch.testing.assert_close((got.cpu() * mask).double(), want, rtol=1e-4, atol=1e-4)
+    skip_unless_runs(sc.OP, backend)
+    assert_behavior_epsilon_fused("compact", sc.OP, (torch.float32, torch.float32, torch.float32, 32), backend,
+                                  monkeypatch)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 def test_opcheck(backend):
-    if (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     op = {"triton": torch.ops.scoredec.score_compact_triton, "cuda": torch.ops.scoredec.score_compact_cuda}[backend]
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
     with torch.no_grad():
@@ -187,22 +131,18 @@ def test_opcheck(backend):
 def test_torch_compile_fullgraph(backend):
     """Backend choice, weight packing and the custom op trace without graph breaks (inductor on
     a GPU; aot_eager on the CPU)."""
-    if backend != "torch" and (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
 
     def run(x, t, cond):
         return score_eval_compact(net, x, t, cond, backend=backend) * 2.0
 
-    compiled = torch.compile(run, fullgraph=True, backend="inductor" if HAS_GPU else "aot_eager")
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x, t, cond), run(x, t, cond))
+    assert_compiles_fullgraph(run, x, t, cond)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 def test_backward_raises_forward_only(backend):
-    if (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(1, 3, 2, 5, 32, 2, torch.float32)
     out = score_eval_compact(net, x, t, cond, backend=backend)
     with pytest.raises(RuntimeError, match="forward only"):
@@ -215,23 +155,7 @@ def test_backward_raises_forward_only(backend):
 
 def _bad_cases():
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
-    return {
-        "net-type": ((torch.nn.Linear(2, 2), x, t, cond), TypeError, "net must be"),
-        "x-not-tensor": ((net, x.tolist(), t, cond), TypeError, "x must be a torch.Tensor"),
-        "x-int": ((net, x.long(), t, cond), TypeError, "x must"),
-        "x-half-net-float": ((net, x.half(), t.half(), cond.half()), TypeError, "net parameters are"),
-        "cond-dtype": ((net, x, t, cond.half()), TypeError, "cond must"),
-        "t-dtype": ((net, x, t.double(), cond), TypeError, "t must"),
-        "x-shape": ((net, x[:1], t, cond), ValueError, "x must be"),
-        "x-width": ((net, x[..., :1].contiguous(), t, cond), ValueError, "x must be"),
-        "t-shape": ((net, x, t[:, :2].contiguous(), cond), ValueError, "t must be"),
-        "cond-shape": ((net, x, t, cond[..., :4].contiguous()), ValueError, "cond must be"),
-        "x-noncontiguous": ((net, x.transpose(0, 1).contiguous().transpose(0, 1), t, cond), ValueError,
-                            "x must be contiguous"),
-        "t-noncontiguous": ((net, x, t.t().contiguous().t(), cond), ValueError, "t must be contiguous"),
-        "cond-noncontiguous": ((net, x, t, torch.randn(2, 5, 3).transpose(1, 2)), ValueError,
-                               "cond must be contiguous"),
-    }
+    return score_bad_cases(net, x, t, cond)
 
 
 BAD = _bad_cases()
@@ -249,10 +173,7 @@ def test_bad_input_names_argument(backend, case):
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
 def test_mixed_devices_name_argument(backend):
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cuda")
-    with pytest.raises(ValueError, match="cond is on cpu"):
-        score_eval_compact(net, x, t, cond.cpu(), backend=backend)
-    with pytest.raises(ValueError, match="net is on cpu"):
-        score_eval_compact(net.cpu(), x, t, cond, backend=backend)
+    assert_mixed_devices_named(score_eval_compact, net, x, t, cond, backend)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
@@ -271,8 +192,7 @@ def test_kernel_limits_name_argument(backend):
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 def test_custom_op_validates_packed_weights(backend):
-    if (reason := SKIP[backend](torch.float32)) is not None:
-        pytest.skip(reason)
+    skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
     with torch.no_grad():
         freqs, w0, b0, wh, bh, wo, bo = (p.detach() for p in sc.pack_weights(net))

@@ -14,7 +14,9 @@ from .registry import (
     select,
     select_name,
 )
+from .sampler import sample_sequential
 from .score_compact import score_eval_compact
+from .score_resnet import score_eval_resnet
 
 __all__ = [
     "BACKENDS",
@@ -28,7 +30,9 @@ __all__ = [
     "register_backend",
     "register_op",
     "requested_backend",
+    "sample_sequential",
     "score_eval_compact",
+    "score_eval_resnet",
     "select",
     "select_name",
 ]

@@ -28,20 +28,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoredec import sde
 from scoredec.nets import CompactScoreNet
 
-from . import registry
+from . import common, registry
 
 OP = "score_compact"
 NAME = "score_eval_compact"
 
-TORCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+TORCH_DTYPES = common.TORCH_DTYPES
+KERNEL_DTYPES = common.KERNEL_DTYPES
 # Widest hidden layer the kernels hold on chip (kernels/score_compact.py MAX_WIDTH).
 KERNEL_MAX_WIDTH = 512
-# Dtype codes of csrc/score_compact.h (scoredec::DType).
-_CUDA_DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,35 +49,7 @@ def validate(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> None:
     """Shapes, dtypes, devices and contiguity common to every backend."""
     if not isinstance(net, CompactScoreNet):
         raise TypeError(f"{NAME}: net must be a scoredec.nets.CompactScoreNet, got {type(net).__name__}")
-    for name, a in (("x", x), ("t", t), ("cond", cond)):
-        if not isinstance(a, Tensor):
-            raise TypeError(f"{NAME}: {name} must be a torch.Tensor, got {type(a).__name__}")
-    if x.dtype not in TORCH_DTYPES:
-        raise TypeError(f"{NAME}: x must be float32/float16/bfloat16/float64, got {x.dtype}")
-    if cond.dtype != x.dtype:
-        raise TypeError(f"{NAME}: cond must have the dtype of x ({x.dtype}), got {cond.dtype}")
-    if t.dtype not in (torch.float32, x.dtype):
-        raise TypeError(f"{NAME}: t must be float32 or the dtype of x ({x.dtype}), got {t.dtype}")
-    w_dtype = net.mlp.layers[0].weight.dtype
-    if w_dtype != x.dtype:
-        raise TypeError(f"{NAME}: net parameters are {w_dtype} but x is {x.dtype}; "
-                        f"cast the net (net.to({x.dtype})) or the inputs")
-    m, dx, dc = net.models, net.x_dim, net.cond_dim
-    if x.dim() != 3 or x.shape[0] != m or x.shape[2] != dx:
-        raise ValueError(f"{NAME}: x must be [m, B, x_dim] = [{m}, B, {dx}], got shape {tuple(x.shape)}")
-    B = x.shape[1]
-    if tuple(t.shape) != (m, B):
-        raise ValueError(f"{NAME}: t must be [m, B] = [{m}, {B}], got shape {tuple(t.shape)}")
-    if tuple(cond.shape) != (m, B, dc):
-        raise ValueError(f"{NAME}: cond must be [m, B, cond_dim] = [{m}, {B}, {dc}], got shape {tuple(cond.shape)}")
-    for name, a in (("t", t), ("cond", cond)):
-        if a.device != x.device:
-            raise ValueError(f"{NAME}: {name} is on {a.device} but x is on {x.device}")
-    if net.freqs.device != x.device:
-        raise ValueError(f"{NAME}: net is on {net.freqs.device} but x is on {x.device}")
-    for name, a in (("x", x), ("t", t), ("cond", cond)):
-        if not a.is_contiguous():
-            raise ValueError(f"{NAME}: {name} must be contiguous (call .contiguous())")
+    common.validate_score_inputs(NAME, net, x, t, cond, net.mlp.layers[0].weight.dtype)
 
 
 def _key(net: CompactScoreNet, x: Tensor, t: Tensor) -> tuple:
@@ -90,13 +59,8 @@ def _key(net: CompactScoreNet, x: Tensor, t: Tensor) -> tuple:
 
 def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: torch.dtype, width: int):
     """Inputs the fp32-accumulating kernels take beyond validate(); None if accepted."""
-    if x_dtype not in KERNEL_DTYPES:
-        return TypeError(f"{NAME}: x must be float32/float16/bfloat16 for the kernel backends, got {x_dtype} "
-                         f"(float64 runs on backend='torch')")
-    if t_dtype not in (torch.float32, x_dtype):
-        return TypeError(f"{NAME}: t must be float32 or {x_dtype} for the kernel backends, got {t_dtype}")
-    if freqs_dtype not in (torch.float32, x_dtype):
-        return TypeError(f"{NAME}: net.freqs must be float32 or {x_dtype} for the kernel backends, got {freqs_dtype}")
+    if (err := common.score_kernel_dtype_error(NAME, x_dtype, t_dtype, freqs_dtype)) is not None:
+        return err
     if width > KERNEL_MAX_WIDTH:
         return ValueError(f"{NAME}: net width {width} > {KERNEL_MAX_WIDTH} does not fit the fused kernels' "
                           f"registers; use backend='torch'")
@@ -108,9 +72,7 @@ def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tenso
     """The custom ops' own check (they can be called directly): packed layout of pack_weights."""
     args = {"x": x, "t": t, "cond": cond, "freqs": freqs, "w0": w0, "b0": b0, "wh": wh, "bh": bh, "wo": wo,
             "bo": bo}
-    for name, a in args.items():
-        if not isinstance(a, Tensor):
-            raise TypeError(f"{NAME}: {name} must be a torch.Tensor, got {type(a).__name__}")
+    common.check_tensors(NAME, args)
     if x.dim() != 3 or cond.dim() != 3 or w0.dim() != 3:
         raise ValueError(f"{NAME}: x, cond must be [m, B, *] and w0 [m, K0, W]; got x {tuple(x.shape)}, "
                          f"cond {tuple(cond.shape)}, w0 {tuple(w0.shape)}")
@@ -122,30 +84,16 @@ def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tenso
     if F < 1 or nh < 0:
         raise ValueError(f"{NAME}: freqs must be [F] and wh [m, layers-1, W, W]; got freqs {tuple(freqs.shape)}, "
                          f"wh {tuple(wh.shape)}")
-    for name, shape in shapes.items():
-        if tuple(args[name].shape) != shape:
-            raise ValueError(f"{NAME}: {name} must be {list(shape)}, got {list(args[name].shape)}")
+    common.check_shapes(NAME, args, shapes)
     if x.dtype not in KERNEL_DTYPES:
         raise TypeError(f"{NAME}: x must be float32/float16/bfloat16 for the kernel backends, got {x.dtype}")
-    for name in ("cond", "w0", "b0", "wh", "bh", "wo", "bo"):
-        if args[name].dtype != x.dtype:
-            raise TypeError(f"{NAME}: {name} must have the dtype of x ({x.dtype}), got {args[name].dtype}")
+    common.check_same_dtype(NAME, args, ("cond", "w0", "b0", "wh", "bh", "wo", "bo"), "x")
     for name in ("t", "freqs"):
         if args[name].dtype not in (torch.float32, x.dtype):
             raise TypeError(f"{NAME}: {name} must be float32 or {x.dtype}, got {args[name].dtype}")
     if W > KERNEL_MAX_WIDTH:
         raise ValueError(f"{NAME}: width {W} > {KERNEL_MAX_WIDTH} is not supported by the kernels")
-    for name, a in args.items():
-        if a.device != x.device:
-            raise ValueError(f"{NAME}: {name} is on {a.device} but x is on {x.device}")
-        if not a.is_contiguous():
-            raise ValueError(f"{NAME}: {name} must be contiguous (call .contiguous())")
-
-
-def _check_output(x: Tensor, out: Tensor) -> None:
-    if tuple(out.shape) != tuple(x.shape) or out.dtype != x.dtype or out.device != x.device or not out.is_contiguous():
-        raise ValueError(f"{NAME}: output must be a contiguous {tuple(x.shape)} {x.dtype} tensor on {x.device}, "
-                         f"got {tuple(out.shape)} {out.dtype} on {out.device}")
+    common.check_device_contiguous(NAME, args, "x")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,10 +101,8 @@ def _check_output(x: Tensor, out: Tensor) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def score_compact_torch(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    """net(x, t, cond), with the Fourier features computed in t's dtype (float32 t with 16-bit x
-    is allowed) and cast to x's dtype; identical to net(x, t, cond) when t has x's dtype."""
-    fourier = sde.fourier_features(t, net.freqs.to(t.dtype)).to(x.dtype)
-    return net.forward_embedded(x, fourier, cond)
+    """net(x, t, cond) with the Fourier features in t's dtype (common.score_net_forward)."""
+    return common.score_net_forward(net, x, t, cond)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,20 +131,17 @@ def pack_weights(net: CompactScoreNet) -> tuple[Tensor, ...]:
 def launch_triton(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
                   bh: Tensor, wo: Tensor, bo: Tensor, out: Tensor, tile: tuple[int, int] | None = None) -> None:
     validate_packed(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
-    _check_output(x, out)
+    common.check_output(NAME, x, out)
     from scoredec.kernels import score_compact as kernel
 
-    if x.device.type == "cuda":
-        with torch.cuda.device(x.device):
-            kernel.launch(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, out, tile=tile)
-    else:
+    with common.device_guard(x.device):
         kernel.launch(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, out, tile=tile)
 
 
 def launch_cuda(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
                 bh: Tensor, wo: Tensor, bo: Tensor, out: Tensor) -> None:
     validate_packed(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
-    _check_output(x, out)
+    common.check_output(NAME, x, out)
     if x.device.type != "cuda":
         raise ValueError(f"{NAME}: the cuda backend needs CUDA tensors, x is on {x.device}")
     from scoredec import _C
@@ -213,7 +156,8 @@ def launch_cuda(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b
         _C.score_compact(x.data_ptr(), t.data_ptr(), cond.data_ptr(), freqs.data_ptr(), w0.data_ptr(),
                          b0.data_ptr(), wh.data_ptr(), bh.data_ptr(), wo.data_ptr(), bo.data_ptr(), out.data_ptr(),
                          m, B, dx, cond.shape[2], freqs.shape[0], w0.shape[2], wh.shape[1],
-                         _CUDA_DTYPE_CODE[x.dtype], t.dtype == torch.float32, freqs.dtype == torch.float32, stream)
+                         common.CUDA_DTYPE_CODE[x.dtype], t.dtype == torch.float32, freqs.dtype == torch.float32,
+                         stream)
 
 
 @torch.library.custom_op("scoredec::score_compact_triton", mutates_args=())
@@ -236,19 +180,7 @@ def _fake(x, t, cond, freqs, w0, b0, wh, bh, wo, bo):
     return torch.empty_like(x)
 
 
-def _setup_context(ctx, inputs, output):
-    pass
-
-
-def _backward(ctx, grad):
-    raise RuntimeError(f"{NAME}: the triton/cuda backends are forward only (stage 2 evaluates the score "
-                       f"under stop-gradient); call it under torch.no_grad(), or use backend='torch' to "
-                       f"differentiate")
-
-
-for _op in (score_compact_triton, score_compact_cuda):
-    _op.register_fake(_fake)
-    _op.register_autograd(_backward, setup_context=_setup_context)
+common.register_forward_only((score_compact_triton, score_compact_cuda), _fake, f"{NAME}: {common.SCORE_FORWARD_ONLY}")
 
 
 def _run_triton(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
@@ -260,16 +192,7 @@ def _run_cuda(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tenso
 
 
 _triton_available = registry.triton_kernel_available("score_compact", "score_compact_kernel")
-
-
-def _cuda_available(device: torch.device | None) -> registry.Availability:
-    ok, reason = registry.cuda_available(device)
-    if ok:
-        from scoredec import _C
-
-        if not hasattr(_C, "score_compact"):
-            return False, "scoredec._C predates score_compact; rebuild (bash scripts/setup.sh)"
-    return ok, reason
+_cuda_available = common.cuda_extension_available("score_compact", "score_compact")
 
 
 registry.register_op(OP, score_compact_torch)
