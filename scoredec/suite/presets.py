@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 PAPER_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
 """The authors' sizes (a TrainConfig YAML in the source tree)."""
 
-TUNED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "cpu-tuned.yaml"
+TUNED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tuned" / "cpu.yaml"
 """Hyperparameters chosen by `scoredec suite tune` (suite/tuning.py) for the cpu presets."""
 
 BETA = {"random": 0.3, "medium-replay": 0.1, "medium": 0.05, "expert": 0.005}
@@ -260,7 +260,7 @@ def apply_tuned(preset: Preset, path: Path = TUNED_CONFIG) -> Preset:
 
 def get_preset(name: str, tuned: bool = True, **changes) -> Preset:
     """The named preset, with fields replaced by ``changes`` (e.g. tasks=..., seeds=...).
-    tuned: apply configs/cpu-tuned.yaml to the cpu presets."""
+    tuned: apply configs/tuned/cpu.yaml to the cpu presets."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     preset = PRESETS[name]()

@@ -3,7 +3,7 @@
 One hyperparameter per method, three candidate values around the published one, on one task
 (spread) and one seed (TUNE_SEED, never a reported seed), trained exactly like a cpu-preset
 cell. The best value per method and quality (highest final normalized score; no
-best-checkpoint, no evaluation seed) goes to configs/cpu-tuned.yaml, which the cpu preset
+best-checkpoint, no evaluation seed) goes to configs/tuned/cpu.yaml, which the cpu preset
 reads. The BRPO ablations take OMSD's beta: they are OMSD with one part changed, so the same
 beta isolates that part. BC has nothing to tune.
 
