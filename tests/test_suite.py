@@ -142,7 +142,7 @@ def test_table_averages_seeds_and_marks_centralized_methods(tmp_path):
     assert "| spread | random | 2.0 ± 1.6 | – |" in text
     assert "| **average** |  | **11.0** | **60.0** (1/2 rows) |" in text   # (20 + 2) / 2
     assert "brpo-jal\u2020" in text
-    assert "| omsd | 6 | 1.0 min | 10 s |" in text
+    assert "| omsd | 6 | 1.0 min | 10 s | – |" in text
     assert "Beside the published numbers" not in text     # no method with a published column
     written = write_table(tmp_path, plots=False)
     assert written["table"].read_text() == text
@@ -152,13 +152,14 @@ def test_table_puts_published_numbers_beside_ours_and_counts_shared_stages_once(
     cells = [_cell("omar", "spread", "expert", s, v) for s, v in enumerate([90.0, 100.0])]
     shared = _cell("omsd", "spread", "expert", 0, 50.0, seconds=10.0)
     shared["seconds"]["standalone"] = 25.0       # 15 s of stages copied from another cell
+    shared["seconds"]["cpu"] = 8.0               # its own process's CPU time
     (tmp_path / "cells").mkdir()
     for c in cells + [shared]:
         (tmp_path / "cells" / f"{c['key']}.json").write_text(json.dumps(c))
     text = render_table(summarize(load_cells(tmp_path)))
     assert "| task | quality | omar (ours) | OMAR (paper) |" in text
     assert "| spread | expert | 95.0 ± 5.0 | 114.9 ± 2.6 |" in text
-    assert "| omsd | 1 | 25 s | 25 s |" in text             # stand-alone cost per method
+    assert "| omsd | 1 | 25 s | 25 s | 8 s |" in text        # stand-alone cost per method
     assert "Whole grid: 30 s of compute" in text              # what actually ran
 
 

@@ -8,6 +8,8 @@ episodes. A cell block with fewer seeds than the most complete block says how ma
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class Summary:
     centralized: set[str]
     seconds: dict[str, list[float]]                       # method -> per-cell stand-alone seconds
     run_seconds: float = 0.0                              # what the grid actually spent
+    cpu_seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # method -> per-cell CPU s
 
 
 def _order(values, preferred) -> list:
@@ -54,6 +57,7 @@ def summarize(cells: list[dict]) -> Summary:
     scores: dict[tuple[str, str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}
     run_seconds = 0.0
+    cpu_seconds: dict[str, list[float]] = {}
     centralized = set()
     for c in cells:
         cell = c["cell"]
@@ -66,6 +70,8 @@ def summarize(cells: list[dict]) -> Summary:
         secs = c["seconds"]
         seconds.setdefault(cell["method"], []).append(float(secs.get("standalone", secs["total"])))
         run_seconds += float(secs["total"])
+        if "cpu" in secs:
+            cpu_seconds.setdefault(cell["method"], []).append(float(secs["cpu"]))
         if c.get("centralized"):
             centralized.add(cell["method"])
     from scoredec.policy import METHODS
@@ -73,7 +79,7 @@ def summarize(cells: list[dict]) -> Summary:
     methods = _order({m for _, _, m in scores}, (*METHODS, "matd3bc", "macql", "omar", "iql"))
     tasks = _order({t for t, _, _ in scores}, TASKS)
     rows = [(t, q) for t in tasks for q in _order({q for tt, q, _ in scores if tt == t}, QUALITIES)]
-    return Summary(methods, rows, scores, centralized, seconds, run_seconds)
+    return Summary(methods, rows, scores, centralized, seconds, run_seconds, cpu_seconds)
 
 
 def _fmt(values: list[float] | None, full: int) -> str:
@@ -111,12 +117,15 @@ def render_table(summary: Summary, title: str = "Normalized score") -> str:
     lines.append("| " + " | ".join(avg) + " |")
     lines += render_published(s, full)
     lines += ["", "## Wall-clock per method", "",
-              "| method | cells | total | mean per cell |", "|---|---|---|---|"]
+              "| method | cells | total | mean per cell | CPU time per cell |", "|---|---|---|---|---|"]
     for m, name in zip(s.methods, names):
-        secs = s.seconds.get(m, [])
+        secs, cpu = s.seconds.get(m, []), s.cpu_seconds.get(m, [])
         lines.append(f"| {name} | {len(secs)} | {_fmt_seconds(sum(secs))} | "
-                     f"{_fmt_seconds(float(np.mean(secs))) if secs else '–'} |")
-    lines += ["", "A method's time is what it costs on its own: a behaviour model or critic that "
+                     f"{_fmt_seconds(float(np.mean(secs))) if secs else '–'} | "
+                     f"{_fmt_seconds(float(np.mean(cpu))) if cpu else '–'} |")
+    lines += ["", "Wall-clock grows when other jobs share the cores; CPU time (of the cell's process, "
+              "without the stages it copied) does not.", "",
+              "A method's time is what it costs on its own: a behaviour model or critic that "
               "another cell of the same dataset and seed trained identically, and that this cell "
               "copied (scoredec/suite/share.py), counts in both cells.", "",
               f"Whole grid: {_fmt_seconds(s.run_seconds)} of compute (dataset generation, "
