@@ -99,6 +99,23 @@ def test_torch_backend_is_the_stacked_forward():
                                rtol=0, atol=0)
 
 
+def test_pack_is_cached_until_a_weight_changes():
+    """Stage 2 evaluates a frozen net every step: the packed weights are built once and rebuilt
+    only after an in-place write (an optimizer step, load_state_dict)."""
+    net, mask, *_ = make_case(2, 3, 2, 5, 32, 3, torch.float32, device="cpu")
+    net.requires_grad_(False)  # as in stage 2 (policy.py freezes the behaviour model)
+    first = sc.pack_weights(net)
+    assert all(a is b for a, b in zip(sc.pack_weights(net), first))
+    hidden = net.mlp.layers[1]
+    with torch.no_grad():
+        hidden.weight.add_(1.0)
+    second = sc.pack_weights(net)
+    assert second[3] is not first[3]
+    torch.testing.assert_close(second[3][:, 0], hidden.weight, rtol=0, atol=0)
+    net.requires_grad_(True)   # autograd recording through the weights: never cached
+    assert sc.pack_weights(net)[1] is not sc.pack_weights(net)[1]
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_empty_batch(backend):
     skip_unless_runs(sc.OP, backend)

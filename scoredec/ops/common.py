@@ -1,6 +1,7 @@
 """What the fused score ops (score_compact, score_resnet, sampler) share word for word: input
 checks (the error names the argument; the op tests match these messages), the forward-only
-custom-op registration, the launchers' device guard and the cuda extension's availability.
+custom-op registration, the launchers' device guard, the cuda extension's availability, and
+the cache of packed weights (cached_pack).
 
 Every check takes `name`, the public function's name, which starts each message.
 """
@@ -8,6 +9,8 @@ Every check takes `name`, the public function's name, which starts each message.
 from __future__ import annotations
 
 import contextlib
+import weakref
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -162,3 +165,35 @@ def cuda_extension_available(symbol: str, op: str) -> registry.AvailabilityCheck
         return ok, reason
 
     return check
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed weights, computed once per parameter state.
+# ---------------------------------------------------------------------------------------------
+
+# owner -> (source weakrefs, key, value); weak so a dropped net frees its entry.
+_PACK_CACHE: "weakref.WeakKeyDictionary[object, tuple]" = weakref.WeakKeyDictionary()
+
+
+def cached_pack(owner, sources: tuple[Tensor, ...], compute: Callable[[], object]):
+    """compute() (packed weights derived from `sources`), recomputed only when a source tensor
+    was replaced or written in place: stage 2 evaluates a frozen net every step, and packing it
+    anew each time is a copy of every weight per step.
+
+    Not cached while torch.compile traces (the packing belongs in the graph) or while autograd
+    records through a source that requires grad (so a backward through a kernel op still reaches
+    the op and raises). The key is each source's identity (weak reference: a new parameter at a
+    reused address never matches), address and version counter (bumped by every in-place write,
+    optimizer steps and load_state_dict included)."""
+    if torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and any(s.requires_grad for s in sources)):
+        return compute()
+    key = tuple((s.data_ptr(), s._version) for s in sources)
+    hit = _PACK_CACHE.get(owner)
+    if (hit is not None and len(hit[0]) == len(sources) and hit[1] == key
+            and all(ref() is s for ref, s in zip(hit[0], sources))):
+        return hit[2]
+    with torch.no_grad():
+        value = compute()
+    _PACK_CACHE[owner] = (tuple(weakref.ref(s) for s in sources), key, value)
+    return value

@@ -16,15 +16,14 @@ from torch import Tensor
 
 from scoredec.sde import BETA_0, BETA_1, VPSDE, fourier_features
 
-from . import registry
+from . import common, registry
 
 OP = "noise_embed"
 
-# Element dtypes of a / z / outputs. float64 is the reference's, for parity tests.
-TORCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# Dtype codes of csrc/noise_embed.h (scoredec::DType).
-_CUDA_DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# Element dtypes of a / z / outputs (float64 is the reference's, for parity tests) and the
+# dtype codes of csrc/noise_embed.h (scoredec::DType): the ones every op shares.
+TORCH_DTYPES, KERNEL_DTYPES = common.TORCH_DTYPES, common.KERNEL_DTYPES
+_CUDA_DTYPE_CODE = common.CUDA_DTYPE_CODE
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,8 +112,13 @@ def score_compact_torch(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor
 
 def pack_weights(net: CompactScoreNet) -> tuple[Tensor, ...]:
     """(freqs [F], w0 [m, K0, W], b0 [m, 1, W], wh [m, layers-1, W, W], bh [m, layers-1, W],
-    wo [m, W, dx], bo [m, 1, dx]): the effective weights (in_mask applied) the kernels read.
-    One multiply (the in_mask) and one stack per call, in the parameters' dtype."""
+    wo [m, W, dx], bo [m, 1, dx]): the effective weights (in_mask applied) the kernels read, in
+    the parameters' dtype; packed once per parameter state (common.cached_pack)."""
+    sources = (net.freqs, *net.mlp.parameters(), *net.mlp.buffers())
+    return common.cached_pack(net.mlp, sources, lambda: _pack(net))
+
+
+def _pack(net: CompactScoreNet) -> tuple[Tensor, ...]:
     layers = net.mlp.layers
     w0 = layers[0].effective_weight().contiguous()
     hidden = layers[1:-1]

@@ -47,7 +47,6 @@ element type only as GEMM operands.
 
 from __future__ import annotations
 
-import weakref
 
 import torch
 from torch import Tensor
@@ -157,28 +156,13 @@ def score_resnet_torch(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor) 
 # ones), custom ops.
 # ---------------------------------------------------------------------------------------------
 
-# net -> (key, masked embed weight); weak so a dropped net frees its cache entry.
-_EMBED_CACHE: "weakref.WeakKeyDictionary[ResNetScoreNet, tuple]" = weakref.WeakKeyDictionary()
-
-
 def _masked_embed(net: ResNetScoreNet) -> Tensor:
+    """The embed weight with in_mask applied, cached per parameter state (common.cached_pack)."""
     layer = net.embed
     if layer.in_mask is None:
         return layer.weight
-    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and layer.weight.requires_grad):
-        # Traced into the graph / kept in the autograd graph (so backward reaches the op and raises).
-        return layer.effective_weight()
-    w, mask = layer.weight, layer.in_mask
-    # The same tensor objects (weak references: a replaced parameter never matches, even at a
-    # reused address) with unchanged contents (version counters: every in-place write bumps them).
-    key = (w.data_ptr(), w._version, mask.data_ptr(), mask._version)
-    hit = _EMBED_CACHE.get(net)
-    if hit is not None and hit[0]() is w and hit[1]() is mask and hit[2] == key:
-        return hit[3]
-    with torch.no_grad():
-        we = layer.effective_weight().contiguous()
-    _EMBED_CACHE[net] = (weakref.ref(w), weakref.ref(mask), key, we)
-    return we
+    return common.cached_pack(layer, (layer.weight, layer.in_mask),
+                              lambda: layer.effective_weight().contiguous())
 
 
 def pack_weights(net: ResNetScoreNet) -> tuple:

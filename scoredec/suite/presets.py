@@ -199,6 +199,10 @@ def cpu() -> Preset:
               "datasets, 4k steps per stage")
 
 
+LONG_FACTOR = 5
+"""Step multiplier of the cpu-long preset."""
+
+
 def cpu_long() -> Preset:
     """The cpu preset with every step count x LONG_FACTOR: the check of what longer training
     does to the cpu table (results/README.md), run on a few cells into its own root."""
@@ -213,8 +217,6 @@ def cpu_long() -> Preset:
                                notes=f"the cpu preset with {LONG_FACTOR}x the steps, for the "
                                      "longer-training check of a few cells")
 
-
-LONG_FACTOR = 5
 
 
 # --------------------------------------------------------------------------- paper
