@@ -147,9 +147,13 @@ def test_matd3bc_actors_stay_at_the_data_mode(one_mode_file, tmp_path):
 
 
 def cql_critic_gap(path, tmp_path, alpha: float) -> float:
-    """Mean over agents of Q_i(o, data mode +0.8) - Q_i(o, out of distribution -0.8)."""
+    """Mean over agents of Q_i(o, data mode +0.8) - Q_i(o, out of distribution -0.8).
+
+    Without the input BatchNorm: with it, Q of one action depends on the batch it is asked in
+    (and the running estimates mix data, uniform and policy batches), so a point query says
+    nothing about the penalty."""
     over = tiny("macql", steps=150, batch_size=64, critic_hidden=32, actor_hidden=32,
-                cql_alpha=alpha, log_every=150, checkpoint_every=150)
+                cql_alpha=alpha, log_every=150, checkpoint_every=150, critic_input_norm=False)
     run = get_method("macql").train(path, tmp_path / f"run{alpha}", seed=0, overrides=over,
                                     progress=False)
     cfg = config_with(CQLConfig, over, seed=0)
@@ -172,9 +176,47 @@ def test_macql_pushes_down_out_of_distribution_actions(one_mode_file, tmp_path):
 
 def test_omar_search_finds_the_data_mode(one_mode_file, tmp_path):
     """coe = 1: the actors only regress onto the searched actions of the CQL critic, which
-    peaks at the data mode; from their start near 0 they must move there."""
+    peaks at the data mode; from their start near 0 they must move there. Without the input
+    BatchNorm: on the bandit's constant observation it would normalize a data batch and a
+    uniform batch of actions to the same distribution, and the penalty could not tell them
+    apart."""
     over = tiny("omar", steps=150, batch_size=64, critic_hidden=32, actor_hidden=32,
-                log_every=150, checkpoint_every=1000)
+                log_every=150, checkpoint_every=1000, critic_input_norm=False)
     a = final_actions(get_method("omar").train(one_mode_file, tmp_path / "run", seed=0,
                                                overrides=over, progress=False))
     assert (a > 0.5).all(), a
+
+
+def test_stacked_batch_norm_is_batchnorm1d_per_model():
+    """Each model of the stack normalizes like its own torch.nn.BatchNorm1d, in training (batch
+    statistics, running estimates updated) and in eval mode, also through a strided slice."""
+    from scoredec.baselines.common import StackedBatchNorm
+
+    torch.manual_seed(3)
+    models, rows, feats = 4, 37, 5
+    norm = StackedBatchNorm(models, feats)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    refs = [torch.nn.BatchNorm1d(feats).double() for _ in range(models)]
+    for m, ref in enumerate(refs):
+        with torch.no_grad():
+            ref.weight.copy_(norm.weight[m, 0])
+            ref.bias.copy_(norm.bias[m, 0])
+    for _ in range(3):
+        x = torch.randn(models, rows, feats) * 3 + 1
+        out = norm(x)
+        for m, ref in enumerate(refs):
+            torch.testing.assert_close(out[m].double(), ref(x[m].double()), rtol=1e-5, atol=1e-5)
+    x = torch.randn(models, rows, feats)
+    out = norm(x[::2], models=slice(0, None, 2))      # heads 0 and 2 only (AgentTwinQ.q1)
+    for i, m in enumerate((0, 2)):
+        torch.testing.assert_close(out[i].double(), refs[m](x[m].double()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(norm.running_var[1, 0].double(), refs[1].running_var)
+    torch.testing.assert_close(norm.running_mean[0, 0].double(), refs[0].running_mean)
+    norm.eval()
+    x = torch.randn(models, 3, feats)
+    out = norm(x)
+    for m, ref in enumerate(refs):
+        ref.eval()
+        torch.testing.assert_close(out[m].double(), ref(x[m].double()), rtol=1e-5, atol=1e-5)

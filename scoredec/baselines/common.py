@@ -98,31 +98,66 @@ def register(name: str, config_cls: type, make_stage, description: str) -> Metho
 
 # --------------------------------------------------------------------------- networks
 
+class StackedBatchNorm(nn.Module):
+    """torch.nn.BatchNorm1d on the input of every model of a stack: x [m, B, f] is normalized
+    over B with each model's own statistics and affine (weight 1, bias 0 at the start).
+    Training: the batch's statistics, and the running estimates move by `momentum`; eval: the
+    running estimates. OMAR's public MLPs put one on every network's input."""
+
+    def __init__(self, models: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(models, 1, features))
+        self.bias = nn.Parameter(torch.zeros(models, 1, features))
+        self.register_buffer("running_mean", torch.zeros(models, 1, features))
+        self.register_buffer("running_var", torch.ones(models, 1, features))
+
+    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        if self.training:
+            mean = x.mean(dim=1, keepdim=True)
+            var = x.var(dim=1, unbiased=False, keepdim=True)
+            with torch.no_grad():  # basic slices are views: the selected models' estimates move
+                rows = x.shape[1]
+                self.running_mean[models].lerp_(mean, self.momentum)
+                self.running_var[models].lerp_(var * rows / max(rows - 1, 1), self.momentum)
+        else:
+            mean, var = self.running_mean[models], self.running_var[models]
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight[models] + self.bias[models]
+
+
 class AgentTwinQ(nn.Module):
     """n per-agent critics, each twin Q heads on (o_i, a_i), in one stack of 2n MLPs.
 
     Model 2i + h is head h of agent i (agent-major, so a gradient's leading dim reshapes to
-    [n, -1] per agent)."""
+    [n, -1] per agent). input_norm: a BatchNorm on each head's input (OMAR's critics). In
+    training mode it normalizes with the statistics of the batch it is called on, so an actor
+    that moves every action of a batch the same way gains nothing from it."""
 
-    def __init__(self, spec: AgentSpec, hidden: int, layers: int):
+    def __init__(self, spec: AgentSpec, hidden: int, layers: int, input_norm: bool = False):
         super().__init__()
         self.n = spec.n_agents
+        width = spec.obs_max + spec.act_max
         mask = torch.cat([spec.obs_mask(), spec.act_mask()], dim=1).repeat_interleave(2, dim=0)
-        self.q = StackedMLP(2 * self.n, spec.obs_max + spec.act_max, (hidden,) * layers, 1,
-                            in_mask=mask)
+        self.norm = StackedBatchNorm(2 * self.n, width) if input_norm else None
+        self.q = StackedMLP(2 * self.n, width, (hidden,) * layers, 1, in_mask=mask)
 
     def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
         order = tuple(range(self.n))
         return torch.cat([to_stack(obs, order), to_stack(actions, order)], dim=-1)
 
+    def _q(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        if self.norm is not None:
+            x = self.norm(x, models)
+        return self.q(x, models=models)[..., 0]
+
     def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
         """obs [B, n, obs_max], actions [B, n, act_max] -> twin Q [n, 2, B]."""
         x = self._inputs(obs, actions).repeat_interleave(2, dim=0)
-        return self.q(x)[..., 0].view(self.n, 2, -1)
+        return self._q(x).view(self.n, 2, -1)
 
     def q1(self, obs: Tensor, actions: Tensor) -> Tensor:
         """The first head only (what the public TD3/OMAR actors maximize): [n, B]."""
-        return self.q(self._inputs(obs, actions), models=slice(0, None, 2))[..., 0]
+        return self._q(self._inputs(obs, actions), models=slice(0, None, 2))
 
 
 class ActorCritic(nn.Module):
@@ -130,11 +165,11 @@ class ActorCritic(nn.Module):
     update counter (checkpointed with the weights, so delayed updates resume exactly)."""
 
     def __init__(self, spec: AgentSpec, actor_hidden: int, actor_layers: int,
-                 critic_hidden: int, critic_layers: int):
+                 critic_hidden: int, critic_layers: int, critic_input_norm: bool = False):
         super().__init__()
         self.spec = spec
         self.actors = Actors(spec, "decentralized", actor_hidden, actor_layers)
-        self.critic = AgentTwinQ(spec, critic_hidden, critic_layers)
+        self.critic = AgentTwinQ(spec, critic_hidden, critic_layers, input_norm=critic_input_norm)
         self.actors_target = copy.deepcopy(self.actors).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))

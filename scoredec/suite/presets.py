@@ -181,6 +181,10 @@ def cpu() -> Preset:
                            device="cpu", log_every=100, checkpoint_every=1000)
     for name in ("iql", "matd3bc"):
         baselines[name].update(critic_lr=lr["critic"], actor_lr=lr["actor"])
+    for name in ("macql", "omar"):
+        # OMAR's published particle-task width (its lr 0.01 is their config's default too);
+        # at 128 a cell of either cost ~480 CPU-s, most of it the CQL samples' critic passes.
+        baselines[name].update(critic_hidden=64)
     mamujoco = [t for t in tasks if t in MAMUJOCO_TASKS]
     return Preset(
         name="cpu", tasks=tasks, qualities=QUALITIES, seeds=(0, 1, 2),
@@ -193,7 +197,8 @@ def cpu() -> Preset:
                                "batch_size": 256, "steps": steps, "lr": lr["behavior"]},
                   "critic": {"hidden": 128, "batch_size": 256, "steps": steps, "lr": lr["critic"]},
                   "policy": {"hidden": 64, "batch_size": 256, "steps": steps, "lr": lr["actor"]}},
-        # Baselines get the same widths, batch and step count as OMSD's critic and actors.
+        # Baselines get the same batch and step count as OMSD's critic and actors, and the
+        # same widths except MA-CQL's and OMAR's critics (their published 64).
         method_overrides=baselines, baseline_steps=steps, probe_steps=200,
         notes="the table a 2-core machine can make: compact score nets, 50k-transition MPE "
               "datasets, 4k steps per stage")
