@@ -114,6 +114,10 @@ class StackedBatchNorm(nn.Module):
 
     def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
         if self.training:
+            if x.shape[1] < 2:  # as BatchNorm1d: one row has no batch statistics
+                raise ValueError(f"StackedBatchNorm in training mode needs a batch of >= 2 rows, "
+                                 f"got x of shape {list(x.shape)}; call .eval() to use the "
+                                 "running estimates")
             mean = x.mean(dim=1, keepdim=True)
             var = x.var(dim=1, unbiased=False, keepdim=True)
             with torch.no_grad():  # basic slices are views: the selected models' estimates move

@@ -47,7 +47,6 @@ element type only as GEMM operands.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

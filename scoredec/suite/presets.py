@@ -183,7 +183,8 @@ def cpu() -> Preset:
         baselines[name].update(critic_lr=lr["critic"], actor_lr=lr["actor"])
     for name in ("macql", "omar"):
         # OMAR's published particle-task width (its lr 0.01 is their config's default too);
-        # at 128 a cell of either cost ~480 CPU-s, most of it the CQL samples' critic passes.
+        # at 128 an MA-CQL cell cost ~480 CPU-s (~250 at 64), most of it the CQL samples'
+        # critic passes.
         baselines[name].update(critic_hidden=64)
     mamujoco = [t for t in tasks if t in MAMUJOCO_TASKS]
     return Preset(
@@ -221,7 +222,6 @@ def cpu_long() -> Preset:
                                baseline_steps=steps,
                                notes=f"the cpu preset with {LONG_FACTOR}x the steps, for the "
                                      "longer-training check of a few cells")
-
 
 
 # --------------------------------------------------------------------------- paper

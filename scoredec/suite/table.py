@@ -8,11 +8,9 @@ episodes. A cell block with fewer seeds than the most complete block says how ma
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +41,7 @@ class Summary:
     centralized: set[str]
     seconds: dict[str, list[float]]                       # method -> per-cell stand-alone seconds
     run_seconds: float = 0.0                              # what the grid actually spent
-    cpu_seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # method -> per-cell CPU s
+    cpu_seconds: dict[str, list[float]] = field(default_factory=dict)  # method -> per-cell CPU s
 
 
 def _order(values, preferred) -> list:
