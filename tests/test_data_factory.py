@@ -26,6 +26,7 @@ from scoredec.data.factory import (
     recipe,
 )
 from scoredec.data.hdf5 import read_dataset
+from scoredec.envs.mpe.experts import ExpertParams
 from scoredec.envs.mpe import EPISODE_LENGTH, REFERENCE_RETURNS
 
 
@@ -109,6 +110,19 @@ def test_expert_plans_are_multimodal_and_recorded(task):
         # mostly the shortest assignment, but the near-optimal alternatives occur too
         assert 0.5 * 200 < ranks["0"] < 200, ranks
     assert "episode_modes" not in make_dataset(task, "random", episodes=5, progress=False).attrs
+
+
+def test_expert_params_reach_the_expert_and_the_card():
+    """A cold assignment temperature takes the shortest plan in (nearly) every episode: the
+    diagnostic that removes spread's plan multimodality (results/README.md)."""
+    cold = ExpertParams(spread_temperature=1e-4)
+    ds = make_dataset("spread", "expert", episodes=200, seed=4, progress=False, expert_params=cold)
+    assert ds.attrs["plan_rank_counts"]["0"] >= 0.98 * 200, ds.attrs["plan_rank_counts"]
+    assert ds.attrs["expert_params"]["spread_temperature"] == 1e-4
+    default = make_dataset("spread", "expert", episodes=20, seed=4, progress=False)
+    assert default.attrs["expert_params"]["spread_temperature"] == ExpertParams().spread_temperature
+    with pytest.raises(ValueError, match="expert_params"):
+        make_dataset("spread", "expert", episodes=5, progress=False, expert_params={"spread_kp": 1})
 
 
 def test_default_sizes_follow_the_literature():

@@ -196,7 +196,8 @@ def _modes(expert, env) -> tuple[list[str], torch.Tensor | None]:
 
 
 def _rollout_round(
-    rec: Recipe, count: int, first: int, total: int, gen: torch.Generator, out: dict[str, np.ndarray]
+    rec: Recipe, count: int, first: int, total: int, gen: torch.Generator, out: dict[str, np.ndarray],
+    expert_params: ExpertParams,
 ) -> tuple[list[str], torch.Tensor | None]:
     """Simulate episodes first .. first+count-1 and write them into ``out`` (episode-major
     views [E, 25, n, ...]). Returns their mode labels and spread plan ranks (or None)."""
@@ -207,7 +208,7 @@ def _rollout_round(
     expert = None
     if rec.uses_expert:
         key = torch.randint(0, KEY_RANGE, (count,), generator=gen)
-        expert = make_expert(rec.task)
+        expert = make_expert(rec.task, params=expert_params)
         expert.reset(obs, key)
         labels, rank = _modes(expert, env)
     p, s = rec.schedule(first, count, total)
@@ -235,16 +236,23 @@ def make_dataset(
     episodes: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    expert_params: ExpertParams | None = None,
 ) -> MultiAgentDataset:
     """Generate the (task, quality) dataset in memory (see the module docstring).
 
     episodes: number of 25-step episodes (default ``DEFAULT_EPISODES[quality]``).
+    expert_params: constants of the scripted MPE experts (default ``ExpertParams()``, what every
+    preset uses); a diagnostic can change them, e.g. ``spread_temperature=1e-4`` makes every
+    spread episode take the shortest assignment, which removes the plan's multimodality. The
+    card's ``attrs["expert_params"]`` records the values used.
     Returns T = 25 * episodes rows: observations/next_observations [T, 3, obs_dim] float32
     of the learned agents (the predators in tag/world), actions [T, 3, 2] in [-1, 1],
     rewards [T, 3], terminals all False (MPE episodes only time out), timeouts True at
     each episode's 25th step.
     """
     if task in MAMUJOCO_TASKS:
+        if expert_params is not None:
+            raise ValueError(f"expert_params are the MPE experts' constants; {task} has none")
         return _make_mamujoco_dataset(task, quality, episodes=episodes, seed=seed, progress=progress)
     rec = recipe(task, quality)
     if episodes is None:
@@ -254,6 +262,10 @@ def make_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     episodes, seed = int(episodes), int(seed)
+    if expert_params is None:
+        expert_params = ExpertParams()
+    elif not isinstance(expert_params, ExpertParams):
+        raise ValueError(f"expert_params must be an ExpertParams, got {type(expert_params).__name__}")
     probe = make_mpe(task, 1)
     n, obs_dim, act_dim = probe.n_agents, probe.obs_dim, probe.act_dim
     rows = episodes * EPISODE_LENGTH
@@ -271,14 +283,15 @@ def make_dataset(
               disable=None if progress else True) as bar:
         for first in range(0, episodes, EPISODES_PER_ROUND):
             count = min(EPISODES_PER_ROUND, episodes - first)
-            labels, rank = _rollout_round(rec, count, first, episodes, gen, views)
+            labels, rank = _rollout_round(rec, count, first, episodes, gen, views,
+                                          expert_params)
             modes += labels
             if rank is not None:
                 ranks.append(rank)
             bar.update(count)
     timeouts = np.zeros((episodes, EPISODE_LENGTH), bool)
     timeouts[:, -1] = True
-    attrs = _attrs(rec, episodes, modes, torch.cat(ranks) if ranks else None)
+    attrs = _attrs(rec, episodes, modes, torch.cat(ranks) if ranks else None, expert_params)
     ds = MultiAgentDataset(
         **flat,
         terminals=np.zeros(rows, bool),
@@ -311,7 +324,8 @@ TAG_WORLD_NOTE = (
 )
 
 
-def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | None) -> dict[str, Any]:
+def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | None,
+           expert_params: ExpertParams) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "behaviour": (
             "uniform random actions" if not rec.uses_expert else
@@ -329,7 +343,7 @@ def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | N
         "torch_version": torch.__version__,
     }
     if rec.uses_expert:
-        attrs["expert_params"] = dataclasses.asdict(ExpertParams())
+        attrs["expert_params"] = dataclasses.asdict(expert_params)
         attrs["episode_modes"] = modes
         if rec.task == "spread":
             attrs["mode_meaning"] = ("landmark of agent 0, 1, 2 (the per-episode assignment, "
@@ -357,14 +371,17 @@ def make_dataset_file(
     episodes: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    expert_params: ExpertParams | None = None,
 ) -> MultiAgentDataset:
-    """Generate (task, quality), write it to ``out`` atomically, then its card next to it.
+    """Generate (task, quality), write it to ``out`` atomically, then its card next to it
+    (expert_params: as make_dataset).
 
     The card's attrs carry ``generation_seconds`` (generation and writing), which the file
     leaves out so that its bytes depend only on the seed. Returns the dataset as stored.
     """
     start = time.perf_counter()
-    ds = make_dataset(task, quality, episodes=episodes, seed=seed, progress=progress)
+    ds = make_dataset(task, quality, episodes=episodes, seed=seed, progress=progress,
+                      expert_params=expert_params)
     generated = time.perf_counter() - start
     write_dataset(out, ds)
     written = time.perf_counter() - start
