@@ -187,6 +187,42 @@ def test_omar_search_finds_the_data_mode(one_mode_file, tmp_path):
     assert (a > 0.5).all(), a
 
 
+@pytest.mark.parametrize("search", ["softmax", "cem"])
+def test_omar_search_climbs_a_known_q(search):
+    """Q_i(o, a) = -|a - c_i|^2 with c_i per agent (3 agents, 2-d actions, the last agent's
+    second slot padding): both updates must end nearer c_i than their first samples do, and the
+    CEM's carried elites make its best Q at least the best of its first iteration."""
+    from scoredec.baselines.omar import OMARConfig, search_actions
+
+    g = torch.Generator().manual_seed(7)
+    batch, n, act_max = 29, 3, 2
+    act_mask = torch.tensor([[1, 1], [1, 1], [1, 0]], dtype=torch.bool)
+    centre = torch.tensor([[0.5, -0.3], [-0.6, 0.2], [0.4, 0.0]])
+    obs = torch.randn(batch, n, 4, generator=g)
+
+    def q1(o, a):                                   # -> [n, B']
+        return -((a - centre) ** 2 * act_mask).sum(-1).t()
+
+    one = OMARConfig(omar_iters=1, omar_samples=20, search=search, omar_elites=5)
+    more = dataclasses.replace(one, omar_iters=4)
+    _, q_first = search_actions(q1, obs, act_mask, one, torch.Generator().manual_seed(1))
+    best, q_best = search_actions(q1, obs, act_mask, more, torch.Generator().manual_seed(1))
+    assert best.shape == (batch, n, act_max) and q_best.shape == (n, batch)
+    assert (best[:, 2, 1] == 0).all()               # padding stays zero
+    assert q_best.mean() > q_first.mean()
+    assert torch.allclose(q_best, q1(obs, best))    # the returned Q is the returned action's
+    if search == "cem":
+        assert (q_best >= q_first - 1e-6).all()
+        assert q_best.median() > -0.01, q_best.median()
+
+
+def test_omar_cem_needs_as_many_samples_as_elites():
+    from scoredec.baselines.omar import OMARConfig
+
+    with pytest.raises(ValueError, match="omar_elites"):
+        OMARConfig(search="cem", omar_samples=4, omar_elites=5)
+
+
 def test_stacked_batch_norm_is_batchnorm1d_per_model():
     """Each model of the stack normalizes like its own torch.nn.BatchNorm1d, in training (batch
     statistics, running estimates updated) and in eval mode, also through a strided slice."""

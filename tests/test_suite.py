@@ -105,6 +105,13 @@ def test_cpu_preset_overrides_are_valid_configs_with_beta_per_quality():
                         ("omar", OMARConfig)):
         cfg = config_with(cls, resolve_overrides(preset, Cell(method, "spread", "expert", 0)))
         assert cfg.steps == preset.baseline_steps
+    # HalfCheetah: OMAR's MaMuJoCo settings (CEM search, policy samples, discount 0.99).
+    cheetah = {m: config_with(cls, resolve_overrides(preset, Cell(m, "halfcheetah-2x3", "medium", 0)))
+               for m, cls in (("macql", CQLConfig), ("omar", OMARConfig))}
+    assert cheetah["omar"].search == "cem" and cheetah["omar"].omar_samples == 20
+    assert all(c.policy_samples and c.gamma == 0.99 for c in cheetah.values())
+    spread = config_with(OMARConfig, resolve_overrides(preset, Cell("omar", "spread", "medium", 0)))
+    assert spread.search == "softmax" and not spread.policy_samples and spread.gamma == 0.95
     long = get_preset("cpu-long")
     assert long.pipeline["policy"]["steps"] == 5 * preset.pipeline["policy"]["steps"]
     assert long.method_overrides["omar"]["steps"] == 5 * preset.method_overrides["omar"]["steps"]

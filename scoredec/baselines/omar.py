@@ -15,10 +15,16 @@ particle-task branch):
            + 1e-3 mean pi_i(o_i)^2
 
 The search uses the current critic's first head, with no gradient. OMAR's MaMuJoCo branch
-uses an elite-based CEM (top-k mean and std, elites kept across iterations) instead of the
-softmax update; only the particle-task update is implemented here.
+(``search="cem"``) replaces the softmax update by an elite-based CEM:
 
-Defaults: OMAR main.py: omar_iters 3, omar_samples 10, mu 0, sigma 2.0; coe per dataset in
+    repeat omar_iters times:
+        a^j ~ N(mu, sigma^2), clipped, j = 1..omar_samples; from the second iteration on the
+        previous iteration's elites (and their Q) join the candidates
+        elites = the omar_elites candidates of highest Q_i,1;  mu, sigma = their mean and std
+    a_hat = argmax over {pi_i(o_i)} and the last iteration's candidates of Q_i,1(o_i, .)
+
+Defaults: OMAR main.py: omar_iters 3, omar_samples 10, mu 0, sigma 2.0 (HalfCheetah: CEM with
+omar_iters 2, omar_samples 20, omar_elites 5); coe per dataset in
 OMAR's table (spread: 1.0 at every quality; tag: 0.7-0.9; world: 0.1-1.0; HalfCheetah:
 0.5-1.0), default 1.0 here. Critic and training defaults: see macql.
 """
@@ -36,6 +42,9 @@ from scoredec.config import param
 from scoredec.data.tensors import Batch
 
 
+SEARCHES = ("softmax", "cem")
+
+
 @dataclass
 class OMARConfig(CQLConfig):
     """OMAR: MA-CQL critics + actor rectification by zeroth-order search (defaults: OMAR
@@ -47,6 +56,15 @@ class OMARConfig(CQLConfig):
     omar_samples: int = param(10, "actions sampled per observation and iteration")
     omar_mu: float = param(0.0, "initial mean of the search distribution")
     omar_sigma: float = param(2.0, "initial std of the search distribution")
+    search: str = param("softmax", "search update: softmax (OMAR's particle tasks) or cem "
+                                   "(its MaMuJoCo branch: elites' mean and std)",
+                        choices=SEARCHES)
+    omar_elites: int = param(5, "elites kept per iteration by the cem search")
+
+    def __post_init__(self):
+        if self.search == "cem" and not 1 <= self.omar_elites <= self.omar_samples:
+            raise ValueError(f"omar_elites must be in [1, omar_samples = {self.omar_samples}] "
+                             f"for search='cem', got {self.omar_elites}")
 
 
 def search_actions(critic_q1, obs: Tensor, act_mask: Tensor, cfg: OMARConfig,
@@ -61,15 +79,23 @@ def search_actions(critic_q1, obs: Tensor, act_mask: Tensor, cfg: OMARConfig,
     mu = torch.full((batch, n, act_max), cfg.omar_mu, dtype=obs.dtype, device=obs.device)
     sigma = torch.full_like(mu, cfg.omar_sigma)
     obs_k = repeat_rows(obs, k)
+    elites = elite_q = None
     with torch.no_grad():
         for _ in range(cfg.omar_iters):
             z = torch.randn((batch, k, n, act_max), generator=generator, device=obs.device)
             samples = ((mu[:, None] + sigma[:, None] * z).clamp(-1.0, 1.0)) * mask
             q = critic_q1(obs_k, samples.reshape(batch * k, n, act_max))  # [n, B * k]
             q = q.view(n, batch, k).permute(1, 2, 0)                          # [B, k, n]
-            w = torch.softmax(q, dim=1)
-            mu = (w[..., None] * samples).sum(dim=1)
-            sigma = ((samples - mu[:, None]) ** 2).mean(dim=1).sqrt()
+            if cfg.search == "softmax":
+                w = torch.softmax(q, dim=1)
+                mu = (w[..., None] * samples).sum(dim=1)
+                sigma = ((samples - mu[:, None]) ** 2).mean(dim=1).sqrt()
+                continue
+            if elites is not None:   # last iteration's elites compete again
+                samples, q = torch.cat([samples, elites], 1), torch.cat([q, elite_q], 1)
+            elite_q, top = q.topk(cfg.omar_elites, dim=1)                     # [B, e, n]
+            elites = samples.gather(1, top[..., None].expand(-1, -1, -1, act_max))
+            mu, sigma = elites.mean(dim=1), elites.std(dim=1)     # unbiased, as OMAR's torch.std
         best_q, best = q.max(dim=1)                                           # [B, n]
         index = best[:, None, :, None].expand(batch, 1, n, act_max)
         best_actions = samples.gather(1, index)[:, 0]

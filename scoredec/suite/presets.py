@@ -75,6 +75,9 @@ class Preset:
     top of ``pipeline``)."""
     quality_overrides: dict[str, dict[str, dict]] = field(default_factory=dict)
     """method -> quality -> overrides, merged last (e.g. TD3+BC's alpha per quality)."""
+    task_overrides: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """method -> task -> overrides, merged after ``method_overrides`` and before
+    ``quality_overrides`` (e.g. OMAR's MaMuJoCo settings on HalfCheetah)."""
     baseline_steps: int | None = None
     """Generic ``steps`` for a method without overrides here whose config has a ``steps``
     field (None: its own default)."""
@@ -187,6 +190,16 @@ def cpu() -> Preset:
         # critic passes.
         baselines[name].update(critic_hidden=64)
     mamujoco = [t for t in tasks if t in MAMUJOCO_TASKS]
+    # OMAR main.py's MaMuJoCo settings (discount, Polyak, noisy policy actions in the CQL term,
+    # the CEM search with its sizes) at the cpu preset's learning rates (OMAR: 3e-4, as IQL and
+    # TD3+BC, which the cpu preset raises) and MA-CQL/OMAR width (OMAR: 256; measured with
+    # two other jobs on the 2 cores, 4k steps of an OMAR cell took ~670 s at 64, ~1490 at 128).
+    mamujoco_cql = {"gamma": 0.99, "polyak": 0.005, "policy_samples": True,
+                    "critic_lr": lr["critic"], "actor_lr": lr["actor"]}
+    mamujoco_omar = {**mamujoco_cql, "search": "cem", "omar_iters": 2, "omar_samples": 20,
+                     "omar_elites": 5}
+    task_overrides = {"macql": {t: dict(mamujoco_cql) for t in mamujoco},
+                      "omar": {t: dict(mamujoco_omar) for t in mamujoco}}
     return Preset(
         name="cpu", tasks=tasks, qualities=QUALITIES, seeds=(0, 1, 2),
         episodes={q: CPU_EPISODES["mpe"] for q in QUALITIES},
@@ -200,7 +213,8 @@ def cpu() -> Preset:
                   "policy": {"hidden": 64, "batch_size": 256, "steps": steps, "lr": lr["actor"]}},
         # Baselines get the same batch and step count as OMSD's critic and actors, and the
         # same widths except MA-CQL's and OMAR's critics (their published 64).
-        method_overrides=baselines, baseline_steps=steps, probe_steps=200,
+        method_overrides=baselines, task_overrides=task_overrides, baseline_steps=steps,
+        probe_steps=200,
         notes="the table a 2-core machine can make: compact score nets, 50k-transition MPE "
               "datasets, 4k steps per stage")
 

@@ -83,7 +83,8 @@ def resolve_overrides(preset: Preset, cell: Cell) -> dict:
         out = merge(preset.pipeline, preset.method_overrides.get(method, {}))
         if method != "bc" and quality in preset.beta:
             out = merge(out, {"policy": {"beta": preset.beta[quality]}})
-    elif method in preset.method_overrides or method in preset.quality_overrides:
+    elif (method in preset.method_overrides or method in preset.quality_overrides
+          or method in preset.task_overrides):
         out = dict(preset.method_overrides.get(method, {}))
     else:
         out = {}
@@ -96,6 +97,7 @@ def resolve_overrides(preset: Preset, cell: Cell) -> dict:
                         "it runs its own defaults", method, preset.name)
         if "device" in names:
             out["device"] = preset.device
+    out = merge(out, preset.task_overrides.get(method, {}).get(cell.task, {}))
     return merge(out, preset.quality_overrides.get(method, {}).get(quality, {}))
 
 
