@@ -2,9 +2,9 @@
 trains, how it is evaluated.
 
 - smoke: one tiny cell per method on spread/medium (tens of steps; CI runs it).
-- cpu: spread, tag and world at all four qualities, 3 seeds, every method, sized for about
-  6 hours of 2-core compute for the whole grid (results/README.md says how it differs from
-  the paper's setting).
+- cpu: spread, tag, world (and HalfCheetah 2x3 where it installs) at all four qualities,
+  3 seeds, every method, sized for about 6 hours of 2-core compute for the whole grid; measured,
+  it needs about 9 (results/README.md: the figures, and how it differs from the paper's setting).
 - paper: the paper's networks and step counts (configs/paper.yaml) for GPUs.
 
 Method configuration: the OMSD family (omsd, brpo-*, bc) takes a nested TrainConfig dict
@@ -136,8 +136,9 @@ def smoke() -> Preset:
 # --------------------------------------------------------------------------- cpu
 
 CPU_STEPS = 4000
-"""Optimizer steps of every stage and every baseline in the cpu preset: the whole grid in about
-6 hours of 2-core compute (two shards of one thread each; results/README.md has the figures)."""
+"""Optimizer steps of every stage and every baseline in the cpu preset, chosen for a whole grid of
+about 6 hours of 2-core compute (two shards of one thread each); measured, it needs about 9
+(results/README.md has the figures)."""
 
 CPU_LR = {"behavior": 1e-3, "critic": 1e-3, "actor": 3e-3}
 """Learning rates of the cpu preset, the same for every method that takes them (MA-CQL and OMAR
