@@ -115,6 +115,37 @@ class StackedMLP(nn.Module):
         return x
 
 
+class StackedBatchNorm(nn.Module):
+    """torch.nn.BatchNorm1d on the input of every model of a stack: x [m, B, f] is normalized
+    over B with each model's own statistics and affine (weight 1, bias 0 at the start).
+    Training: the batch's statistics, and the running estimates move by `momentum`; eval: the
+    running estimates. OMAR's public MLPs put one on every network's input."""
+
+    def __init__(self, models: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(models, 1, features))
+        self.bias = nn.Parameter(torch.zeros(models, 1, features))
+        self.register_buffer("running_mean", torch.zeros(models, 1, features))
+        self.register_buffer("running_var", torch.ones(models, 1, features))
+
+    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
+        if self.training:
+            if x.shape[1] < 2:  # as BatchNorm1d: one row has no batch statistics
+                raise ValueError(f"StackedBatchNorm in training mode needs a batch of >= 2 rows, "
+                                 f"got x of shape {list(x.shape)}; call .eval() to use the "
+                                 "running estimates")
+            mean = x.mean(dim=1, keepdim=True)
+            var = x.var(dim=1, unbiased=False, keepdim=True)
+            with torch.no_grad():  # basic slices are views: the selected models' estimates move
+                rows = x.shape[1]
+                self.running_mean[models].lerp_(mean, self.momentum)
+                self.running_var[models].lerp_(var * rows / max(rows - 1, 1), self.momentum)
+        else:
+            mean, var = self.running_mean[models], self.running_var[models]
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight[models] + self.bias[models]
+
+
 # ---------------------------------------------------------------------------------------------
 # Score networks eps(x_t, t | c). Shared interface:
 #   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> eps [m,B,dx]

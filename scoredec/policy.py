@@ -25,7 +25,7 @@ from scoredec.behavior import BehaviorModel, draw_noise
 from scoredec.config import param
 from scoredec.critic import IQLCritic
 from scoredec.layout import ActorLayout, AgentSpec
-from scoredec.nets import StackedMLP
+from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 
@@ -74,11 +74,14 @@ class Actors(nn.Module):
     """Deterministic actors pi_k(o_k) = tanh(MLP(o_k)) in one stack (or one joint actor)."""
 
     def __init__(self, spec: AgentSpec, mode: str = "decentralized", hidden: int = 256,
-                 layers: int = 2):
+                 layers: int = 2, input_norm: bool = False):
         super().__init__()
         self.spec, self.hidden, self.layers = spec, hidden, layers
         self.layout = ActorLayout(spec, mode)
         lay = self.layout
+        # input_norm: a BatchNorm on each actor's input, as OMAR's public MLPs (its MA-CQL and
+        # OMAR actors); call .eval() before acting, or one observation has no batch statistics.
+        self.norm = StackedBatchNorm(lay.models, lay.in_dim) if input_norm else None
         self.mlp = StackedMLP(lay.models, lay.in_dim, (hidden,) * layers, lay.out_dim,
                               activation="relu", in_mask=lay.in_mask())
         self.register_buffer("out_mask", lay.out_mask().to(torch.float32)[:, None, :])
@@ -90,7 +93,10 @@ class Actors(nn.Module):
         """obs [B, n, obs_max] -> actions [B, n, act_max] in [-1, 1], zero beyond act_dims.
 
         Decentralized: actor k reads only row k of obs."""
-        y = torch.tanh(self.mlp(self.layout.inputs(obs))) * self.out_mask.to(obs.dtype)
+        x = self.layout.inputs(obs)
+        if self.norm is not None:
+            x = self.norm(x)
+        y = torch.tanh(self.mlp(x)) * self.out_mask.to(obs.dtype)
         return self.layout.actions_from(y)
 
     @torch.no_grad()
@@ -100,12 +106,14 @@ class Actors(nn.Module):
     def describe(self) -> dict:
         """What rebuilds these actors: saved beside their weights by every method."""
         return {"obs_dims": list(self.spec.obs_dims), "act_dims": list(self.spec.act_dims),
-                "mode": self.layout.mode, "hidden": self.hidden, "layers": self.layers}
+                "mode": self.layout.mode, "hidden": self.hidden, "layers": self.layers,
+                "input_norm": self.norm is not None}
 
     @classmethod
     def from_description(cls, d: dict) -> "Actors":
+        # input_norm is absent from descriptions saved before it existed: none then.
         return cls(AgentSpec(tuple(d["obs_dims"]), tuple(d["act_dims"])), d["mode"], d["hidden"],
-                   d["layers"])
+                   d["layers"], d.get("input_norm", False))
 
 
 def score_weight(weighting: str, alpha: Tensor, sigma: Tensor) -> Tensor:

@@ -226,7 +226,7 @@ def test_omar_cem_needs_as_many_samples_as_elites():
 def test_stacked_batch_norm_is_batchnorm1d_per_model():
     """Each model of the stack normalizes like its own torch.nn.BatchNorm1d, in training (batch
     statistics, running estimates updated) and in eval mode, also through a strided slice."""
-    from scoredec.baselines.common import StackedBatchNorm
+    from scoredec.nets import StackedBatchNorm
 
     torch.manual_seed(3)
     models, rows, feats = 4, 37, 5
@@ -256,3 +256,34 @@ def test_stacked_batch_norm_is_batchnorm1d_per_model():
     for m, ref in enumerate(refs):
         ref.eval()
         torch.testing.assert_close(out[m].double(), ref(x[m].double()), rtol=1e-5, atol=1e-5)
+
+
+def test_actor_input_norm_is_saved_and_acts_with_its_running_estimates(spread_file, tmp_path):
+    """MA-CQL with OMAR's actor BatchNorm: the running estimates move during training, are
+    saved with the actors and resumed bit-exactly, and the loaded actors act (one observation
+    at a time too) with those estimates, i.e. exactly BatchNorm-eval then the MLP."""
+    overrides = tiny("macql", actor_input_norm=True)
+    train = get_method("macql").train
+    straight = train(spread_file, tmp_path / "straight", seed=1, overrides=overrides,
+                     progress=False)
+    broken = tmp_path / "broken"
+    train(spread_file, broken, seed=1, overrides=overrides, budget=7, progress=False)
+    train(spread_file, broken, seed=1, overrides=overrides, resume=True, progress=False)
+    a, b = load_file(str(straight / "actors.safetensors")), load_file(str(broken / "actors.safetensors"))
+    assert any("running_mean" in key for key in a) and a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+    actors, meta = load_actors(straight)
+    assert meta["actors"]["input_norm"] and not actors.training
+    norm = actors.norm
+    assert norm.running_mean.abs().max() > 0 and not torch.equal(norm.running_var,
+                                                                 torch.ones_like(norm.running_var))
+    obs = torch.as_tensor(read_dataset(spread_file).observations[:1])     # one observation
+    x = actors.layout.inputs(obs)
+    expected = (x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+    expected = torch.tanh(actors.mlp(expected * norm.weight + norm.bias)) * actors.out_mask
+    torch.testing.assert_close(actors(obs), actors.layout.actions_from(expected))
+    actors.train()
+    with pytest.raises(ValueError, match="eval"):
+        actors(obs)

@@ -28,7 +28,7 @@ from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec, to_stack
 from scoredec.methods import MethodEntry, config_with, register_method
-from scoredec.nets import StackedMLP
+from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.pipeline import open_run, product_stem, refuse_silent_restart, save_actors
 from scoredec.policy import Actors
 from scoredec.runs import MetricsLogger
@@ -98,37 +98,6 @@ def register(name: str, config_cls: type, make_stage, description: str) -> Metho
 
 # --------------------------------------------------------------------------- networks
 
-class StackedBatchNorm(nn.Module):
-    """torch.nn.BatchNorm1d on the input of every model of a stack: x [m, B, f] is normalized
-    over B with each model's own statistics and affine (weight 1, bias 0 at the start).
-    Training: the batch's statistics, and the running estimates move by `momentum`; eval: the
-    running estimates. OMAR's public MLPs put one on every network's input."""
-
-    def __init__(self, models: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = nn.Parameter(torch.ones(models, 1, features))
-        self.bias = nn.Parameter(torch.zeros(models, 1, features))
-        self.register_buffer("running_mean", torch.zeros(models, 1, features))
-        self.register_buffer("running_var", torch.ones(models, 1, features))
-
-    def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
-        if self.training:
-            if x.shape[1] < 2:  # as BatchNorm1d: one row has no batch statistics
-                raise ValueError(f"StackedBatchNorm in training mode needs a batch of >= 2 rows, "
-                                 f"got x of shape {list(x.shape)}; call .eval() to use the "
-                                 "running estimates")
-            mean = x.mean(dim=1, keepdim=True)
-            var = x.var(dim=1, unbiased=False, keepdim=True)
-            with torch.no_grad():  # basic slices are views: the selected models' estimates move
-                rows = x.shape[1]
-                self.running_mean[models].lerp_(mean, self.momentum)
-                self.running_var[models].lerp_(var * rows / max(rows - 1, 1), self.momentum)
-        else:
-            mean, var = self.running_mean[models], self.running_var[models]
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight[models] + self.bias[models]
-
-
 class AgentTwinQ(nn.Module):
     """n per-agent critics, each twin Q heads on (o_i, a_i), in one stack of 2n MLPs.
 
@@ -169,10 +138,12 @@ class ActorCritic(nn.Module):
     update counter (checkpointed with the weights, so delayed updates resume exactly)."""
 
     def __init__(self, spec: AgentSpec, actor_hidden: int, actor_layers: int,
-                 critic_hidden: int, critic_layers: int, critic_input_norm: bool = False):
+                 critic_hidden: int, critic_layers: int, critic_input_norm: bool = False,
+                 actor_input_norm: bool = False):
         super().__init__()
         self.spec = spec
-        self.actors = Actors(spec, "decentralized", actor_hidden, actor_layers)
+        self.actors = Actors(spec, "decentralized", actor_hidden, actor_layers,
+                             input_norm=actor_input_norm)
         self.critic = AgentTwinQ(spec, critic_hidden, critic_layers, input_norm=critic_input_norm)
         self.actors_target = copy.deepcopy(self.actors).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

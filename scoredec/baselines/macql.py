@@ -27,9 +27,11 @@ Defaults: OMAR main.py for the particle tasks: Adam 0.01, two hidden layers of 6
 discount 0.95, Polyak 0.01, N = 10, T = 1; cql_alpha per dataset in OMAR's table (spread:
 random 0.5, medium-replay 1.0, medium 5.0, expert 5.0; tag and world: 0.5-5.0; HalfCheetah:
 1.0-5.0), default 1.0 here. For HalfCheetah OMAR uses Adam 3e-4, width 256, batch 256,
-discount 0.99, Polyak 0.005 and policy samples. Not ported: the BatchNorm on the actors' inputs
-and the small (3e-3) initialization of their last layers (the actors are the shared
-scoredec.policy.Actors; with the critics' BatchNorm they did not saturate).
+discount 0.99, Polyak 0.005 and policy samples. OMAR's actors also normalize their input with a
+BatchNorm: `actor_input_norm` (training mode while training, the running estimates when the
+saved actors act). Not ported: the small (3e-3) initialization of the actors' last layers
+(the actors are the shared scoredec.policy.Actors; with the critics' BatchNorm they did not
+saturate).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class CQLConfig(BaselineConfig):
     policy_sample_noise: float = param(0.2, "std of the noise on those policy actions")
     critic_input_norm: bool = param(True, "BatchNorm on each critic head's input, as OMAR's "
                                           "networks (without it the actors saturate)")
+    actor_input_norm: bool = param(False, "BatchNorm on each actor's input, as OMAR's networks "
+                                          "(the evaluated actors use its running estimates)")
     actor_l2: float = param(1e-3, "weight of mean pi(o)^2 in the actor loss")
     grad_clip: float = param(0.5, "gradient-norm clip of each agent's critic and actor")
     gamma: float = param(0.95, "discount")
@@ -119,7 +123,8 @@ class CQLStage(Stage):
     def __init__(self, spec: AgentSpec, cfg: CQLConfig):
         self.cfg, self.spec = cfg, spec
         self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
-                                 cfg.critic_layers, critic_input_norm=cfg.critic_input_norm)
+                                 cfg.critic_layers, critic_input_norm=cfg.critic_input_norm,
+                                 actor_input_norm=cfg.actor_input_norm)
         self.actors = self.model.actors
         self.batch_size, self.steps = cfg.batch_size, cfg.steps
         self.modules = {"model": self.model}
