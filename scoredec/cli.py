@@ -15,6 +15,10 @@ log = logging.getLogger("scoredec")
 
 STAGE_NAMES = {"all": None, "stage1": ("behavior",), "critic": ("critic",), "stage2": ("policy",)}
 
+EVALUATE_EPISODES = 10
+"""`scoredec evaluate`'s episodes and parallel environments when not given (DESIGN.md 1.7)."""
+EVALUATE_ENVS = 10
+
 
 def _formatter(prog):
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=40, width=100)
@@ -77,12 +81,18 @@ def cmd_evaluate(args) -> int:
     from scoredec.pipeline import load_actors, resolve_device
     from scoredec.rollout import evaluate
 
+    if args.behaviour:
+        return cmd_evaluate_behaviour(args)
+    if args.data:
+        raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
     env_id = args.task or meta.get("env_id")
     if not env_id:
         raise ValueError("the run does not record its environment: pass --task")
-    result = evaluate(actors, env_id, args.episodes, args.envs, args.seed, device)
+    episodes = EVALUATE_EPISODES if args.episodes is None else args.episodes
+    envs = EVALUATE_ENVS if args.envs is None else args.envs
+    result = evaluate(actors, env_id, episodes, envs, args.seed, device)
     method = result["method"] = meta.get("config", {}).get("method", meta.get("method", "?"))
     line = f"{env_id} {method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
     if "normalized_mean" in result:
@@ -90,6 +100,37 @@ def cmd_evaluate(args) -> int:
     print(line + f" over {result['episodes']} episodes")
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
     atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate_behaviour(args) -> int:
+    """`evaluate RUN --behaviour`: the stage-1 report of the run's behaviour model."""
+    from scoredec.behaviour_report import behaviour_report, render_report
+    from scoredec.checkpoint import is_complete
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import load_product, product_stem, resolve_device
+
+    run = Path(args.run)
+    stem = product_stem(run, "behavior")
+    if not is_complete(stem):
+        raise FileNotFoundError(f"{stem}.json: run {run} has no finished behaviour model (stage 1; "
+                                "BC and the baselines train none)")
+    device = resolve_device(args.device)
+    product = load_product(run, "behavior", device)
+    env_id = args.task or product.meta.get("env_id")
+    data = args.data or product.meta.get("data")
+    if not env_id or not data:
+        raise ValueError(f"{stem}.json does not record its environment and dataset: pass --task "
+                         "and --data")
+    report = behaviour_report(product.module, data, env_id, episodes=args.episodes,
+                              num_envs=args.envs, seed=args.seed, rows=args.rows,
+                              samples=args.samples, device=device)
+    report["run"], report["data"] = str(run), str(data)
+    report["method"] = product.meta.get("config", {}).get("method", "?")
+    print(render_report(report))
+    out = Path(args.out) if args.out else run / "behaviour_report.json"
+    atomic_write_json(out, report)
     print(f"wrote {out}")
     return 0
 
@@ -361,17 +402,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
+    from scoredec.behaviour_report import REPORT_ROWS, REPORT_SAMPLES, default_episodes
     p = sub.add_parser("evaluate", formatter_class=_formatter,
-                       help="roll out a run's actors decentralized and score them",
+                       help="roll out a run's actors decentralized and score them (or, with "
+                            "--behaviour, judge its behaviour model as a policy)",
                        description="Each agent acts on its own observation; reports mean +- std "
-                                   "return and normalized score, and writes a JSON file.")
-    p.add_argument("run", help="run directory with actors.safetensors")
+                                   "return and normalized score, and writes a JSON file. With "
+                                   "--behaviour: the stage-1 report instead (the behaviour model "
+                                   "sampled as a centralized policy, its clean-action error by "
+                                   "noise level, the spread of its samples against the data's, "
+                                   "per agent).")
+    p.add_argument("run", help="run directory with actors.safetensors (with --behaviour: "
+                               "behavior.safetensors)")
+    p.add_argument("--behaviour", action="store_true",
+                   help="judge the run's behaviour model, not its actors: closed-loop score of "
+                        "its samples as a centralized policy, clean-action error by noise level "
+                        "t and sample spread vs the data, per agent; writes "
+                        "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the dataset's)")
-    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
-    p.add_argument("--envs", type=int, default=10, help="environments stepped in parallel")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first round of episodes")
+    p.add_argument("--episodes", type=int,
+                   help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
+                        f"--behaviour {default_episodes('spread')} on MPE, "
+                        f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
+    p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
+                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100))")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first round of episodes (with --behaviour also of its rows "
+                        "and samples)")
+    p.add_argument("--data", help="with --behaviour: the dataset whose rows it is judged on "
+                                  "(default: the run's)")
+    p.add_argument("--rows", type=int, default=REPORT_ROWS,
+                   help="with --behaviour: dataset rows of the error and spread tables")
+    p.add_argument("--samples", type=int, default=REPORT_SAMPLES,
+                   help="with --behaviour: samples per observation for the within-observation "
+                        "spread")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-    p.add_argument("--out", help="JSON output (default RUN/evaluation.json)")
+    p.add_argument("--out", help="JSON output (default RUN/evaluation.json, with --behaviour "
+                                 "RUN/behaviour_report.json)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sample", formatter_class=_formatter,

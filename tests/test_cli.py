@@ -56,6 +56,11 @@ def test_train_evaluate_sample(tmp_path, capsys):
     assert main(["-q", "evaluate", str(run), "--episodes", "3", "--envs", "2"]) == 0
     result = json.loads((run / "evaluation.json").read_text())
     assert result["episodes"] == 3 and "normalized_mean" in result
+    assert main(["-q", "evaluate", str(run)]) == 0              # the defaults: 10 episodes
+    assert json.loads((run / "evaluation.json").read_text())["episodes"] == 10
+    assert main(["-q", "evaluate", str(run), "--behaviour", "--episodes", "3", "--rows", "50"]) == 0
+    report = json.loads((run / "behaviour_report.json").read_text())
+    assert report["closed_loop"]["episodes"] == 3 and len(report["spread"]["data_std"]) == 2
     assert main(["-q", "sample", str(run), "--count", "50", "--out", str(tmp_path / "s.npy")]) == 0
     samples = np.load(tmp_path / "s.npy", allow_pickle=False)
     assert samples.shape == (50, 2, 1) and np.abs(samples).max() <= 1

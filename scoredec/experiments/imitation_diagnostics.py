@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+# The denoising table is the stage-1 report's (scoredec/behaviour_report.py); imported here so
+# that both say the same thing about one model.
+from scoredec.behaviour_report import NOISE_LEVELS, denoising_by_noise_level  # noqa: F401
+
 MAGNITUDE_BINS = (0.0, 0.2, 0.6, 1.0, float("inf"))
 """Edges of the |a| bins (per agent, Euclidean over its action dims)."""
-
-NOISE_LEVELS = (0.01, 0.05, 0.1, 0.3, 0.6, 0.9)
 
 
 def error_by_magnitude(pred: Tensor, data: Tensor, bins=MAGNITUDE_BINS) -> list[dict]:
@@ -43,27 +45,6 @@ def error_by_magnitude(pred: Tensor, data: Tensor, bins=MAGNITUDE_BINS) -> list[
         rows.append({"bin": "all" if lo is None else f"[{lo:g}, {hi:g})", "count": int(keep.sum()),
                      "error_mean": float(err[keep].mean()), "error_median": float(err[keep].median()),
                      "pred_size": float(size[keep].mean()), "data_size": float(data_size[keep].mean())})
-    return rows
-
-
-@torch.no_grad()
-def denoising_by_noise_level(behavior, obs: Tensor, actions: Tensor, generator: torch.Generator,
-                             levels=NOISE_LEVELS) -> list[dict]:
-    """Per t: mean ||eps - z||^2 per model row and the mean error of the implied clean action."""
-    lay = behavior.layout
-    x0, cond = lay.targets(actions), lay.conditions(obs, actions)
-    mask = behavior.x_mask.to(x0.dtype)
-    rows = []
-    for level in levels:
-        t = torch.full(x0.shape[:2], float(level), dtype=x0.dtype)
-        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) * mask
-        alpha, sigma = behavior.vp.alpha_sigma(t)
-        x_t = alpha[..., None] * x0 + sigma[..., None] * z
-        eps = behavior.net(x_t, t, cond) * mask
-        clean = (x_t - sigma[..., None] * eps) / alpha[..., None]
-        rows.append({"t": level, "sigma": float(sigma[0, 0]),
-                     "eps_mse": float(((eps - z) ** 2).sum(-1).mean()),
-                     "clean_error": float((clean - x0).norm(dim=-1).mean())})
     return rows
 
 
