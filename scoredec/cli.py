@@ -296,10 +296,13 @@ def cmd_suite(args) -> int:
                       time.perf_counter() - t0, type(err).__name__, err, exc_info=args.traceback)
             failures.append((cell.key, f"{type(err).__name__}: {err}"))
             continue
-        score = rec["normalized_mean"]
-        log.info("[%d/%d] %s: normalized %s, return %.1f, %.0f s", i, len(todo), cell.key,
+        score, behaviour = rec["normalized_mean"], rec.get("behaviour")
+        log.info("[%d/%d] %s: normalized %s, return %.1f%s, %.0f s", i, len(todo), cell.key,
                  "n/a" if score is None else f"{score:.1f} ± {rec['normalized_std']:.1f}",
-                 rec["return_mean"], rec["seconds"]["total"])
+                 rec["return_mean"],
+                 "" if behaviour is None or behaviour["normalized_mean"] is None else
+                 f" (behaviour model as a policy {behaviour['normalized_mean']:.1f})",
+                 rec["seconds"]["total"])
     log.info("suite %s: %d cells run in %.0f s, %d failed", preset.name, len(todo) - len(failures),
              time.perf_counter() - start, len(failures))
     if not args.no_table and (root / "cells").is_dir() and any((root / "cells").glob("*.json")):

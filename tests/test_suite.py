@@ -37,8 +37,15 @@ def test_smoke_preset_end_to_end_then_skips_done_cells(tmp_path):
     assert set(rec["stages"]) == {"behavior", "critic", "policy"}
     assert rec["curve"]["stage"] == "policy" and len(rec["curve"]["step"]) == len(rec["curve"]["value"]) > 0
     assert {"scoredec", "torch", "python"} <= rec["versions"].keys()
+    behaviour = rec["behaviour"]                   # the stage-1 report, on the actors' episodes
+    assert behaviour["mode"] == "sequential" and behaviour["seed"] == rec["evaluation"]["seed"]
+    assert behaviour["closed_loop"]["episodes"] == 5 and np.isfinite(behaviour["normalized_mean"])
+    assert len(behaviour["denoising"]) > 0 and len(behaviour["spread"]["data_std"]) == 3
+    assert "returns" not in behaviour["closed_loop"]
+    assert json.loads((root / "cells" / cells[0]).read_text())["behaviour"] is None     # bc
     table = (root / "TABLE.md").read_text()
     assert "| spread | medium |" in table and "omsd" in table and "bc" in table
+    assert "| task | quality | omsd (sequential) | bc (actors) |" in table
     assert (root / "plots" / "bars_spread.png").is_file()
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (root / "cells").glob("*.json")}
@@ -155,6 +162,28 @@ def test_table_averages_seeds_and_marks_centralized_methods(tmp_path):
     assert written["table"].read_text() == text
 
 
+def test_table_shows_behaviour_models_as_policies_where_cells_record_them(tmp_path):
+    """Cells with the stage-1 report get a section beside BC's actors; cells written before it
+    (no "behaviour" key, or None) still render, and a table of such cells alone has none."""
+    old = [_cell("omsd", "spread", "expert", s, v) for s, v in enumerate([10.0, 20.0])]
+    old += [_cell("bc", "spread", "expert", s, v) for s, v in enumerate([80.0, 90.0])]
+    old += [_cell("omsd", "tag", "expert", 0, 5.0)]
+    before = render_table(summarize(old))
+    assert "Behaviour model as a policy" not in before
+    new = [dict(c, behaviour={"mode": "sequential", "normalized_mean": b})
+           for c, b in zip(old[:2], [30.0, 50.0])]
+    jal = dict(_cell("brpo-jal", "spread", "expert", 0, 70.0, centralized=True),
+               behaviour={"mode": "joint", "normalized_mean": 60.0})
+    bc_none = dict(old[2], behaviour=None)
+    text = render_table(summarize([*new, bc_none, old[3], old[4], jal]))
+    assert "## Behaviour model as a policy (centralized)" in text
+    assert "| task | quality | omsd (sequential) | brpo-jal (joint) | bc (actors) |" in text
+    assert "| spread | expert | 40.0 ± 10.0 | 60.0 ± 0.0 (n=1) | 85.0 ± 5.0 |" in text
+    assert "| tag | expert | – | – | – |" in text
+    assert "| **average** |  | **40.0** (1/2 rows) | **60.0** (1/2 rows) | **85.0** (1/2 rows) |" in text
+    assert render_table(summarize([dict(c, behaviour=None) for c in old])) == before
+
+
 def test_table_puts_published_numbers_beside_ours_and_counts_shared_stages_once(tmp_path):
     cells = [_cell("omar", "spread", "expert", s, v) for s, v in enumerate([90.0, 100.0])]
     shared = _cell("omsd", "spread", "expert", 0, 50.0, seconds=10.0)
@@ -189,6 +218,8 @@ def test_identical_stages_are_shared_within_the_family_and_equal_a_fresh_trainin
     ind = json.loads((shared_root / "cells" / "brpo-ind__spread__medium__s0.json").read_text())
     assert ind["shared_stages"] == {}          # its local critic matches nobody's, and omsd's
     #                                            behaviour model is sequential, not marginal
+    same = [{k: v for k, v in r["behaviour"].items() if k != "seconds"} for r in (rec, ind)]
+    assert same[0] == same[1] and same[0]["mode"] == "marginal"   # one model, one report
     run_cell(Cell("brpo-ctde", "spread", "medium", 0), preset, alone_root)
     for name in ("behavior", "critic", "actors"):
         a = load_file(shared_root / "runs" / "brpo-ctde__spread__medium__s0" / f"{name}.safetensors")

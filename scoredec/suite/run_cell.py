@@ -1,6 +1,7 @@
 """One cell of the grid: make the dataset if missing, train through the method registry,
-evaluate decentralized, and write <root>/cells/<key>.json atomically (last, so that a cell
-with a JSON is a finished cell).
+evaluate decentralized (and, for the OMSD family, judge the behaviour model as a centralized
+policy: scoredec/behaviour_report.py), and write <root>/cells/<key>.json atomically (last, so
+that a cell with a JSON is a finished cell).
 
 Paths under the suite root:
     <root>/data/<task>-<quality>-<episodes>ep-s<data_seed>.h5   datasets (git-ignored)
@@ -30,7 +31,7 @@ from scoredec.suite.grid import Cell, cell_path
 from scoredec.suite.presets import Preset
 from scoredec.suite.share import adopt_shared_stages
 
-__all__ = ["dataset_path", "ensure_dataset", "config_class", "resolve_overrides", "run_cell",
+__all__ = ["dataset_path", "ensure_dataset", "has_behaviour_model", "config_class", "resolve_overrides", "run_cell",
            "run_summary", "hardware", "versions", "estimate_seconds", "CURVE_POINTS"]
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,13 @@ def _is_pipeline(method: str) -> bool:
     from scoredec.policy import METHODS
 
     return method in METHODS
+
+
+def has_behaviour_model(method: str) -> bool:
+    """The OMSD family trains a behaviour model (BC and the baselines do not)."""
+    from scoredec.policy import METHODS
+
+    return method in METHODS and METHODS[method].score_mode is not None
 
 
 def config_class(method: str):
@@ -216,6 +224,12 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
                       num_envs=min(preset.eval_envs, eval_episodes), seed=preset.eval_seed + 1000 * cell.seed,
                       device=device)
     eval_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    behaviour = (cell_behaviour_report(run, data, meta.get("env_id", cell.task), eval_episodes,
+                                       min(preset.eval_envs, eval_episodes),
+                                       preset.eval_seed + 1000 * cell.seed, device)
+                 if has_behaviour_model(cell.method) else None)
+    behaviour_seconds = time.perf_counter() - t0
     summary = run_summary(run)
     # Shared stages are in the run's metrics (copied with the product) but were not run here.
     total_steps = sum(s["steps"] for name, s in summary["stages"].items() if name not in shared)
@@ -236,10 +250,13 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
         "return_mean": result["return_mean"],
         "return_std": result["return_std"],
         "reference_returns": result.get("reference_returns"),
+        # the stage-1 report (scoredec/behaviour_report.py): the behaviour model sampled as a
+        # centralized policy on the same episodes as the actors; None without a behaviour model
+        "behaviour": behaviour,
         "curve": summary["curve"],
         "stages": summary["stages"],
         "seconds": {"dataset": data_seconds, "train": train_seconds, "evaluate": eval_seconds,
-                    "total": total,
+                    "behaviour_report": behaviour_seconds, "total": total,
                     # CPU time of this process (all its threads): unlike the wall-clock, it does
                     # not grow when other jobs share the cores
                     "cpu": time.process_time() - cpu_start,
@@ -253,6 +270,19 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
     }
     atomic_write_json(cell_path(root, cell), record)
     return record
+
+
+def cell_behaviour_report(run: Path, data: Path, env_id: str, episodes: int, num_envs: int,
+                          seed: int, device: str) -> dict:
+    """The stage-1 report of the cell's behaviour model, without per-episode returns: rolled out
+    on the actors' evaluation episodes (same seed and count), its tables on dataset rows drawn
+    with that seed."""
+    from scoredec.behaviour_report import behaviour_report, summary_for_cell
+    from scoredec.pipeline import load_product
+
+    behavior = load_product(run, "behavior", device).module
+    return summary_for_cell(behaviour_report(behavior, data, env_id, episodes=episodes,
+                                             num_envs=num_envs, seed=seed, device=device))
 
 
 # --------------------------------------------------------------------------- estimate
@@ -276,7 +306,8 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
     (``probe_steps`` per stage, on a tiny dataset, in a temporary directory) gives seconds per
     step of each stage; an OMSD-family cell costs its stages' steps at those rates, a baseline
     is taken to cost a critic and a policy stage of ``baseline_steps`` (a rough guess until
-    the baselines are measured), and each cell adds one measured evaluation."""
+    the baselines are measured), and each cell adds one measured evaluation (and the OMSD
+    family's the measured behaviour report)."""
     from scoredec.policy import METHODS
 
     probe = dataclasses.replace(preset, episodes={q: 50 for q in preset.episodes},
@@ -293,15 +324,18 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
     per_stage = {name: preset.pipeline.get(name, {}).get("steps", 0) / r
                  for name, r in rate.items() if r}
     evaluation = record["seconds"]["evaluate"]
+    report = record["seconds"]["behaviour_report"]
     per_method = {}
     for method in sorted({c.method for c in cells}):
         if method in METHODS:
             needed = ("policy",) if METHODS[method].score_mode is None else tuple(per_stage)
-            per_method[method] = sum(per_stage.get(s, 0.0) for s in needed) + evaluation
+            per_method[method] = (sum(per_stage.get(s, 0.0) for s in needed) + evaluation
+                                  + (report if has_behaviour_model(method) else 0.0))
         else:
             b = preset.baseline_steps or 0
             per_method[method] = b * (1 / rate.get("critic", 1e9) + 1 / rate.get("policy", 1e9)) + evaluation
     total = sum(per_method[c.method] for c in cells)
     return {"per_stage_seconds": per_stage, "steps_per_s": rate, "evaluate_seconds": evaluation,
+            "behaviour_report_seconds": report,
             "per_method_cell_seconds": per_method, "cells": len(cells), "total_seconds": total,
             "probe_steps": steps}

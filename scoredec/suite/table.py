@@ -1,6 +1,7 @@
 """results/TABLE.md from the cell JSONs: rows task x quality, columns methods, mean +- std of
 the final normalized score over seeds (never the best checkpoint), an average row, wall-clock
-per method, centralized methods marked with a dagger.
+per method, centralized methods marked with a dagger; and, where cells record the stage-1 report
+(scoredec/behaviour_report.py), the behaviour models' own score as centralized policies.
 
 The std is over seeds (population std, ddof = 0) of each seed's mean over its evaluation
 episodes. A cell block with fewer seeds than the most complete block says how many it has.
@@ -18,7 +19,7 @@ import numpy as np
 from scoredec.io import atomic_write_text
 from scoredec.suite.published import PUBLISHED, PUBLISHED_NAMES, PUBLISHED_SOURCE
 
-__all__ = ["load_cells", "Summary", "summarize", "render_table", "write_table"]
+__all__ = ["load_cells", "Summary", "summarize", "render_table", "render_behaviour", "write_table"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class Summary:
     seconds: dict[str, list[float]]                       # method -> per-cell stand-alone seconds
     run_seconds: float = 0.0                              # what the grid actually spent
     cpu_seconds: dict[str, list[float]] = field(default_factory=dict)  # method -> per-cell CPU s
+    # (task, quality, method) -> per-seed normalized score of the method's behaviour model
+    # sampled as a centralized policy; cells written before the report have none
+    behaviour: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+    behaviour_modes: dict[str, str] = field(default_factory=dict)    # method -> score mode
 
 
 def _order(values, preferred) -> list:
@@ -57,6 +62,8 @@ def summarize(cells: list[dict]) -> Summary:
     run_seconds = 0.0
     cpu_seconds: dict[str, list[float]] = {}
     centralized = set()
+    behaviour: dict[tuple[str, str, str], list[float]] = {}
+    behaviour_modes: dict[str, str] = {}
     for c in cells:
         cell = c["cell"]
         if c.get("normalized_mean") is None:
@@ -72,12 +79,18 @@ def summarize(cells: list[dict]) -> Summary:
             cpu_seconds.setdefault(cell["method"], []).append(float(secs["cpu"]))
         if c.get("centralized"):
             centralized.add(cell["method"])
+        report = c.get("behaviour")
+        if report and report.get("normalized_mean") is not None:
+            behaviour.setdefault((cell["task"], cell["quality"], cell["method"]), []).append(
+                float(report["normalized_mean"]))
+            behaviour_modes[cell["method"]] = report.get("mode", "?")
     from scoredec.policy import METHODS
 
     methods = _order({m for _, _, m in scores}, (*METHODS, "matd3bc", "macql", "omar", "iql"))
     tasks = _order({t for t, _, _ in scores}, TASKS)
     rows = [(t, q) for t in tasks for q in _order({q for tt, q, _ in scores if tt == t}, QUALITIES)]
-    return Summary(methods, rows, scores, centralized, seconds, run_seconds, cpu_seconds)
+    return Summary(methods, rows, scores, centralized, seconds, run_seconds, cpu_seconds,
+                   behaviour, behaviour_modes)
 
 
 def _fmt(values: list[float] | None, full: int) -> str:
@@ -105,14 +118,8 @@ def render_table(summary: Summary, title: str = "Normalized score") -> str:
     for task, quality in s.rows:
         row = [task, quality] + [_fmt(s.scores.get((task, quality, m)), full) for m in s.methods]
         lines.append("| " + " | ".join(row) + " |")
-    # Average over the rows a method has: the mean of its per-row means (std over rows is not
-    # a seed spread, so none is shown); incomplete methods say over how many rows.
-    avg = ["**average**", ""]
-    for m in s.methods:
-        means = [np.mean(s.scores[(t, q, m)]) for t, q in s.rows if (t, q, m) in s.scores]
-        text = f"**{np.mean(means):.1f}**" if means else "–"
-        avg.append(text if len(means) == len(s.rows) else f"{text} ({len(means)}/{len(s.rows)} rows)")
-    lines.append("| " + " | ".join(avg) + " |")
+    lines.append(_average_row(s.scores, s.methods, s.rows))
+    lines += render_behaviour(s, full)
     lines += render_published(s, full)
     lines += ["", "## Wall-clock per method", "",
               "| method | cells | total | mean per cell | CPU time per cell |", "|---|---|---|---|---|"]
@@ -131,6 +138,44 @@ def render_table(summary: Summary, title: str = "Normalized score") -> str:
     if s.centralized:
         lines += ["", f"{DAGGER} centralized at execution (an oracle, not a decentralized method)."]
     return "\n".join(lines) + "\n"
+
+
+def _average_row(scores: dict, methods: list[str], rows: list[tuple[str, str]]) -> str:
+    """Average over the rows a method has: the mean of its per-row means (std over rows is not
+    a seed spread, so none is shown); incomplete methods say over how many rows."""
+    avg = ["**average**", ""]
+    for m in methods:
+        means = [np.mean(scores[(t, q, m)]) for t, q in rows if (t, q, m) in scores]
+        text = f"**{np.mean(means):.1f}**" if means else "–"
+        avg.append(text if len(means) == len(rows) else f"{text} ({len(means)}/{len(rows)} rows)")
+    return "| " + " | ".join(avg) + " |"
+
+
+def render_behaviour(s: Summary, full: int) -> list[str]:
+    """The behaviour models as centralized policies, beside BC's actors; nothing when no cell
+    records the stage-1 report."""
+    methods = [m for m in s.methods if any(k[2] == m for k in s.behaviour)]
+    if not methods:
+        return []
+    header = ["task", "quality", *(f"{m} ({s.behaviour_modes[m]})" for m in methods)]
+    scores = dict(s.behaviour)
+    reference = "bc" in s.methods
+    if reference:
+        header.append("bc (actors)")
+        scores.update({(t, q, "bc (actors)"): v for (t, q, m), v in s.scores.items() if m == "bc"})
+    columns = methods + (["bc (actors)"] if reference else [])
+    lines = ["", "## Behaviour model as a policy (centralized)", "",
+             "Each method's stage-1 behaviour model sampled as a policy, agent after agent from "
+             "the joint observation (centralized, DESIGN.md 1.6; scoredec/behaviour_report.py), "
+             "on the same evaluation episodes as its actors: the sequential model for omsd, the "
+             "marginal one for brpo-ind and brpo-ctde (one model when their configs agree), the "
+             "joint one for brpo-jal. Mean ± std over seeds; BC's actors for reference.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task, quality in s.rows:
+        row = [task, quality] + [_fmt(scores.get((task, quality, m)), full) for m in columns]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append(_average_row(scores, columns, s.rows))
+    return lines
 
 
 def render_published(s: Summary, full: int) -> list[str]:
