@@ -2,10 +2,12 @@
 
 Per step (batch of observations o):
   a_cur = pi(o) without gradient, all agents;
-  for each agent k:  a = pi_k(o_k);  x_t = alpha_t a + sigma_t z,  t ~ U(t_min, t_max)
-      e = stopgrad eps_k(x_t, t | c_k)        c_k = [o_k, a_cur_<k] for OMSD
+  for each agent k:  a = pi_k(o_k);  x_t = alpha_t a + sigma_t z,  t ~ p(t) on [t_min, t_max]
+      e = stopgrad (eps_k(x_t, t | c_k) - z)  c_k = [o_k, a_cur_<k] for OMSD
       g = stopgrad d/da_k 0.5 (Q1' + Q2')(S, a_cur with slot k := a)
-      loss_k = mean( w(t) <e, a> - beta <g, a> )
+      loss_k = mean( w(t) / (p(t) (t_max - t_min)) <e, a> - beta <g, a> )
+p(t) is proportional to each row's pull w(t) alpha_t / sigma_t (importance sampling, the
+default) or uniform; the control variate - z is on by default (scoredec/estimator.py: why).
 The DESIGN loop over k takes one optimizer step per actor. Here all k are one batched step:
 loss_k depends only on pi_k's parameters (a_cur is fixed for the whole step and a equals
 a_cur_k before pi_k's update), and Adam acts elementwise, so the summed loss gives every actor
@@ -21,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from scoredec import sde
-from scoredec.behavior import BehaviorModel, draw_noise
+from scoredec.behavior import BehaviorModel
 from scoredec.config import param
 from scoredec.critic import IQLCritic
+from scoredec.estimator import T_DRAWS, WEIGHTINGS, TimeDraw, score_weight
 from scoredec.layout import ActorLayout, AgentSpec
 from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.training import Stage, cosine_schedule, optimizer_step
@@ -47,7 +50,8 @@ METHODS: dict[str, Method] = {
     "bc": Method(None, None, "decentralized"),
 }
 
-WEIGHTINGS = ("score", "vds", "stable")
+__all__ = ["METHODS", "WEIGHTINGS", "Method", "PolicyConfig", "Actors", "PolicyObjective",
+           "PolicyStage", "score_weight", "critic_action_gradient"]
 
 
 @dataclass
@@ -58,9 +62,14 @@ class PolicyConfig:
                               "regularization (expert data ~0.001-0.005, random data ~0.3-0.5)")
     weighting: str = param("score", "w(t) of the score term: score = alpha_t/sigma_t (mode-seeking),"
                                     " vds = sigma_t^2 (SRPO), stable = 1", choices=WEIGHTINGS)
-    t_min: float = param(0.02, "score term draws t ~ U(t_min, t_max)")
-    t_max: float = param(0.98, "score term draws t ~ U(t_min, t_max)")
-    subtract_noise: bool = param(False, "use eps - z in the score term (SRPO's variance reduction)")
+    t_min: float = param(0.02, "the score term draws t in [t_min, t_max]")
+    t_max: float = param(0.98, "the score term draws t in [t_min, t_max]")
+    t_draw: str = param("importance", "how t is drawn: importance = in proportion to each row's "
+                                      "pull w(t) alpha_t/sigma_t, reweighted (the same objective, "
+                                      "equal row weights); uniform = U(t_min, t_max), weight w(t)",
+                        choices=T_DRAWS)
+    subtract_noise: bool = param(True, "use eps - z in the score term (SRPO's control variate: "
+                                       "same expectation, far less variance)")
     normalize_guidance: bool = param(False, "divide each agent's Q gradient by its RMS")
     hidden: int = param(256, "actor MLP width")
     layers: int = param(2, "actor MLP hidden layers")
@@ -116,17 +125,6 @@ class Actors(nn.Module):
                    d["layers"], d.get("input_norm", False))
 
 
-def score_weight(weighting: str, alpha: Tensor, sigma: Tensor) -> Tensor:
-    """w(t) of the score term (DESIGN.md 1.5)."""
-    if weighting == "score":
-        return alpha / sigma
-    if weighting == "vds":
-        return sigma ** 2
-    if weighting == "stable":
-        return torch.ones_like(sigma)
-    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-
-
 def critic_action_gradient(critic: IQLCritic, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
     """IQLCritic.action_gradient through torch.func.grad: d/da 0.5 (Q1' + Q2')(S, a) at
     a = actions [B, n, act_max], and that Q value [critics, B]. The same operations and numbers
@@ -160,6 +158,13 @@ class PolicyObjective:
             critic.requires_grad_(False)
         self.method, self.actors, self.cfg, self.vp = method, actors, cfg, vp
         self.behavior, self.critic = behavior, critic
+        self.time_draw = TimeDraw(cfg.weighting, cfg.t_min, cfg.t_max, cfg.t_draw, vp)
+
+    def draw_noise(self, batch: int, like: Tensor,
+                   generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """(t [m, B], z [m, B, x_dim]) of the score term, drawn from generator (not for BC)."""
+        lay = self.behavior.layout
+        return self.time_draw.sample(lay.models, batch, lay.x_dim, generator, like)
 
     def loss(self, obs: Tensor, data_actions: Tensor, generator: torch.Generator | None = None,
              noise: tuple[Tensor, Tensor] | None = None,
@@ -176,9 +181,7 @@ class PolicyObjective:
             a_cur = self.actors(obs)
         a = self.actors(obs)
         x0 = lay.targets(a)
-        m, batch, d = x0.shape
-        t, z = noise if noise is not None else draw_noise(
-            m, batch, d, cfg.t_min, cfg.t_max, generator, obs)
+        t, z = noise if noise is not None else self.draw_noise(x0.shape[1], obs, generator)
         with torch.no_grad():
             alpha, sigma = self.vp.alpha_sigma(t)
             x_t = alpha[..., None] * x0.detach() + sigma[..., None] * z
@@ -186,7 +189,7 @@ class PolicyObjective:
             e = self.behavior.epsilon(x_t, t, obs, a_cur, backend=backend)
             if cfg.subtract_noise:
                 e = e - z
-            w = score_weight(cfg.weighting, alpha, sigma)
+            w = self.time_draw.row_weight(alpha, sigma)
             g, q = critic_action_gradient(self.critic, obs, a_cur)
             if cfg.normalize_guidance:
                 mask = self.actors.act_mask.to(g.dtype)
@@ -218,9 +221,7 @@ class PolicyStage(Stage):
         obj = self.objective
         if obj.behavior is None:
             return ()
-        lay = obj.behavior.layout
-        return draw_noise(lay.models, batch.obs.shape[0], lay.x_dim, obj.cfg.t_min, obj.cfg.t_max,
-                          generator, batch.obs)
+        return obj.draw_noise(batch.obs.shape[0], batch.obs, generator)
 
     def loss(self, batch, noise):
         return self.objective.loss(batch.obs, batch.actions, noise=tuple(noise) or None)

@@ -10,7 +10,7 @@ from scoredec import sde
 from scoredec.behavior import BehaviorModel
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage, score_weight
+from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
 
 from reference import first_layer_columns, mlp, narrow_inputs, score_single
 from test_nets import random_batch, small_cfg
@@ -50,8 +50,33 @@ def narrow_q(critic, obs, actions):
     return 0.5 * (heads[0] + heads[1])[:, 0]
 
 
-@pytest.mark.parametrize("weighting", ["score", "vds", "stable"])
-def test_batched_omsd_step_equals_per_agent_loop(weighting):
+def reference_row_weight(weighting, t_draw, t, t_min=0.02, t_max=0.98):
+    """w(t), or w(t) / (p(t) (t_max - t_min)) with p proportional to w alpha / sigma, its
+    normalizer by numpy's trapezoid on a fine grid (independent of scoredec.estimator)."""
+    import numpy as np
+
+    def coef(tt):
+        log_a = -0.25 * tt**2 * (20.0 - 0.1) - 0.5 * tt * 0.1
+        a = np.exp(log_a)
+        return a, np.sqrt(1.0 - a**2)
+
+    def w(a, s):
+        return {"score": a / s, "vds": s**2, "stable": np.ones_like(s)}[weighting]
+
+    a, s = coef(t.numpy())
+    if t_draw == "uniform":
+        return torch.as_tensor(w(a, s))
+    grid = np.linspace(t_min, t_max, 400_001)
+    ga, gs = coef(grid)
+    z = np.trapezoid(w(ga, gs) * ga / gs, grid)
+    p = w(a, s) * a / s / z
+    return torch.as_tensor(w(a, s) / (p * (t_max - t_min)))
+
+
+@pytest.mark.parametrize("weighting,t_draw,subtract_noise", [
+    ("score", "importance", True), ("vds", "importance", True), ("stable", "importance", False),
+    ("score", "uniform", False), ("vds", "uniform", True), ("stable", "uniform", False)])
+def test_batched_omsd_step_equals_per_agent_loop(weighting, t_draw, subtract_noise):
     torch.manual_seed(0)
     order, steps, lr, beta = (1, 2, 0), 3, 1e-2, 0.7
     behavior = BehaviorModel(SPEC, "sequential", small_cfg("compact"), order=order).double()
@@ -60,7 +85,8 @@ def test_batched_omsd_step_equals_per_agent_loop(weighting):
         for p in critic.q_target.parameters():
             p.add_(0.1 * torch.randn_like(p))
     actors = Actors(SPEC, hidden=16, layers=2).double()
-    cfg = PolicyConfig(beta=beta, weighting=weighting, lr=lr, steps=steps)
+    cfg = PolicyConfig(beta=beta, weighting=weighting, t_draw=t_draw, subtract_noise=subtract_noise,
+                       lr=lr, steps=steps)
     stage = PolicyStage(PolicyObjective("omsd", actors, cfg, behavior, critic))
     ref = [NarrowActor(actors, i, lr, steps) for i in range(SPEC.n_agents)]
     gen = torch.Generator().manual_seed(3)
@@ -87,10 +113,12 @@ def test_batched_omsd_step_equals_per_agent_loop(weighting):
                                  torch.stack([F.pad(x, (0, SPEC.act_max - x.shape[1])) for x in a_cur], 1))
             with torch.no_grad():
                 e = score_single(behavior.net, k, x_t, t[k], cond, first_layer_columns(behavior, k))[:, :d]
+                if subtract_noise:
+                    e = e - z[k][:, :d]
             slot = a.detach().clone().requires_grad_(True)
             joint = [slot if i == agent else a_cur[i] for i in range(SPEC.n_agents)]
             (g,) = torch.autograd.grad(narrow_q(critic, obs, joint).sum(), slot)
-            w = score_weight(weighting, alpha, sigma)
+            w = reference_row_weight(weighting, t_draw, t[k])
             loss_k = ((w[:, None] * e * a).sum(-1) - beta * (g * a).sum(-1)).mean()
             ref[agent].opt.zero_grad()
             loss_k.backward()
