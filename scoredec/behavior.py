@@ -2,8 +2,13 @@
 
 A BehaviorModel is n score networks eps_k(x_t, t | c_k) in one stack, with the conditions of
 a ScoreLayout: the OMSD prefixes [o_k, a_<k] ("sequential"), the marginal IND/CTDE models
-("marginal") or one joint JAL model ("joint"). Training minimizes the denoising loss
-E || eps_k(alpha_t a_k + sigma_t z, t | c_k) - z ||^2 with t ~ U(t_min, 1), all models at once.
+("marginal") or one joint JAL model ("joint"). Training, all models at once, t ~ U(t_min, 1):
+  prediction "x0" (default): the net predicts the clean action, loss E || x0_k(x_t, t | c_k) - a_k ||^2
+      (weight 1 at every t), read as eps = (x_t - alpha_t x0_k) / sigma_t;
+  prediction "eps": the denoising loss E || eps_k(alpha_t a_k + sigma_t z, t | c_k) - z ||^2.
+The score function is the same; DESIGN.md 1.3 has the measurement that chose the default
+(clean-action loss, ReLU, time features at scale 1 and an EMA of the weights: sampled as a
+policy on spread expert 80-93 normalized, where eps/Mish/scale 30 gave 9-17).
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from torch import Tensor, nn
 from scoredec import sde
 from scoredec.config import param
 from scoredec.layout import AgentSpec, ScoreLayout, to_stack
-from scoredec.nets import CompactScoreNet, ResNetScoreNet, make_score_net
+from scoredec.nets import ACTIVATIONS, PREDICTIONS, CompactScoreNet, ResNetScoreNet, make_score_net
 from scoredec.ops import noise_and_embed, score_eval_compact, score_eval_resnet
 from scoredec.ops.sampler import sample_sequential
 from scoredec.sampling import integrate
-from scoredec.training import Stage, cosine_schedule, optimizer_step
+from scoredec.training import EMA, Stage, cosine_schedule, optimizer_step
 
 
 @dataclass
@@ -34,6 +39,15 @@ class BehaviorConfig:
     blocks: int = param(2, "residual blocks of the resnet")
     compact_layers: int = param(3, "hidden layers of the compact MLP")
     dropout: float = param(0.1, "dropout inside the resnet blocks while training")
+    activation: str = param("relu", "activation of the compact MLP (the resnet is ReLU only)",
+                            choices=tuple(ACTIVATIONS))
+    prediction: str = param("x0", "what the network predicts: the clean action (x0, loss "
+                                  "||x0_hat - a||^2) or the noise (eps, loss ||eps_hat - z||^2)",
+                            choices=PREDICTIONS)
+    fourier_scale: float = param(1.0, "std of the random Fourier time-feature frequencies (the "
+                                      "authors' 30 measured worse at the cpu budget)")
+    ema: float = param(0.999, "decay of the exponential moving average of the weights that "
+                              "becomes the saved model (0 = no average: the last weights)")
     lr: float = param(3e-4, "AdamW learning rate")
     lr_end: float = param(1e-5, "learning rate at the end of the cosine schedule")
     weight_decay: float = param(0.01, "AdamW weight decay")
@@ -42,6 +56,15 @@ class BehaviorConfig:
     t_min: float = param(sde.T_MIN, "training draws t ~ U(t_min, 1)")
     sample_steps: int = param(15, "solver steps per agent when sampling")
     solver: str = param("dpm2", "sampler", choices=sde.SOLVERS)
+
+
+def legacy_defaults(saved: dict) -> dict:
+    """A saved behaviour config (a dict) completed with the values models had before these
+    fields existed: eps prediction, Mish (compact), Fourier scale 30, no average. Products saved
+    then must rebuild as they were trained, not with today's defaults."""
+    old = {"prediction": "eps", "fourier_scale": sde.FOURIER_SCALE, "ema": 0.0,
+           "activation": "mish" if saved.get("arch", "resnet") == "compact" else "relu"}
+    return {**old, **saved}
 
 
 class BehaviorModel(nn.Module):
@@ -55,7 +78,9 @@ class BehaviorModel(nn.Module):
         lay = self.layout
         self.net = make_score_net(cfg.arch, lay.models, lay.x_dim, lay.cond_dim, lay.in_mask(),
                                   hidden=cfg.hidden, blocks=cfg.blocks, dropout=cfg.dropout,
-                                  compact_layers=cfg.compact_layers, generator=generator)
+                                  compact_layers=cfg.compact_layers, activation=cfg.activation,
+                                  prediction=cfg.prediction, fourier_scale=cfg.fourier_scale,
+                                  vp=vp, generator=generator)
         self.register_buffer("x_mask", lay.x_mask().to(torch.float32)[:, None, :])
 
     @property
@@ -64,7 +89,8 @@ class BehaviorModel(nn.Module):
 
     def loss(self, obs: Tensor, actions: Tensor, generator: torch.Generator | None = None,
              noise: tuple[Tensor, Tensor] | None = None, backend: str | None = None) -> Tensor:
-        """Denoising loss, summed over models (each model's own mean over the batch).
+        """Denoising loss (clean-action or noise error, as cfg.prediction), summed over models
+        (each model's own mean over the batch).
 
         obs [B, n, obs_max], actions [B, n, act_max] (dataset actions); noise: explicit
         (t [m, B], z [m, B, x_dim]), else drawn from generator."""
@@ -77,8 +103,9 @@ class BehaviorModel(nn.Module):
                                        t.reshape(-1), self.net.freqs.to(x0.dtype),
                                        beta_0=self.vp.beta_0, beta_1=self.vp.beta_1,
                                        backend=backend)
-        eps = self.net.forward_embedded(x_t.view(m, batch, d), fourier.view(m, batch, -1), cond)
-        err = ((eps - z) ** 2 * self.x_mask.to(eps.dtype)).sum(-1)
+        out = self.net.forward_embedded(x_t.view(m, batch, d), fourier.view(m, batch, -1), cond)
+        target = x0 if self.net.prediction == "x0" else z
+        err = ((out - target) ** 2 * self.x_mask.to(out.dtype)).sum(-1)
         return err.mean(dim=1).sum()
 
     def epsilon(self, x_t: Tensor, t: Tensor, obs: Tensor, actions: Tensor | None = None,
@@ -89,15 +116,18 @@ class BehaviorModel(nn.Module):
         current policies' actions): this is the per-agent sequential score evaluation. A compact
         net runs through the fused op scoredec.ops.score_eval_compact, a resnet net through
         scoredec.ops.score_eval_resnet (backend: as those ops; the torch path on CPU tensors;
-        their kernel backends are forward only and the resnet's compute the eval forward)."""
+        their kernel backends are forward only and the resnet's compute the eval forward). The ops
+        return the network's output; a clean-action net's is turned into eps here."""
         cond = self.layout.conditions(obs, actions)
         if isinstance(self.net, CompactScoreNet):
-            return score_eval_compact(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
-                                      backend=backend)
-        if isinstance(self.net, ResNetScoreNet):
-            return score_eval_resnet(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
+            out = score_eval_compact(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
                                      backend=backend)
-        return self.net(x_t, t, cond)
+        elif isinstance(self.net, ResNetScoreNet):
+            out = score_eval_resnet(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
+                                    backend=backend)
+        else:
+            out = self.net(x_t, t, cond)
+        return self.net.eps_from_output(out, x_t, t)
 
     @torch.no_grad()
     def sample(self, obs: Tensor, steps: int | None = None, solver: str | None = None,
@@ -135,7 +165,7 @@ class BehaviorModel(nn.Module):
                 raise ValueError(f"step_noise must be {[lay.models, steps, batch, lay.x_dim]}, "
                                  f"got {list(step_noise.shape)}")
             cond = lay.conditions(obs)
-            x = integrate(lambda x, t: self.net(x, t, cond), noise, steps, solver, spacing, self.vp,
+            x = integrate(lambda x, t: self.net.epsilon(x, t, cond), noise, steps, solver, spacing, self.vp,
                           step_noise=None if step_noise is None else step_noise.transpose(0, 1), eta=eta)
             return lay.actions_from(x.clamp(-1.0, 1.0) * mask)
 
@@ -160,7 +190,9 @@ def eval_mode(module: nn.Module):
 
 
 class BehaviorStage(Stage):
-    """Stage 1a training: AdamW with a cosine schedule on all score models at once."""
+    """Stage 1a training: AdamW with a cosine schedule on all score models at once; with
+    cfg.ema > 0 an average of the weights is kept (and checkpointed) and becomes the model when
+    the stage finishes."""
 
     name = "behavior"
 
@@ -168,8 +200,19 @@ class BehaviorStage(Stage):
         self.model, self.batch_size, self.steps = model, cfg.batch_size, cfg.steps
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.modules = {"behavior": model}
+        self.ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+        if self.ema is not None:
+            self.modules["behavior_ema"] = self.ema
         self.optimizers = {"behavior": opt}
         self.schedulers = {"behavior": cosine_schedule(opt, cfg.steps, cfg.lr_end)}
+
+    def after_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def finish(self) -> None:
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
 
     def draw_noise(self, batch, generator):
         """(t [m, B], z [m, B, x_dim]) as BehaviorModel.loss would draw them."""

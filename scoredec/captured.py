@@ -150,6 +150,12 @@ class CapturedStep(Stage):
         batch = Batch(*tensors[:len(BATCH_FIELDS)])
         return self.stage.loss(batch, tuple(tensors[len(BATCH_FIELDS):]))
 
+    def after_step(self) -> None:
+        self.stage.after_step()
+
+    def finish(self) -> None:
+        self.stage.finish()
+
     def step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
         if self.capture == "none":
             return self.stage.step(batch, generator)

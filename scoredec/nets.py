@@ -102,9 +102,12 @@ class StackedMLP(nn.Module):
                  activation: str = "relu", in_mask: Tensor | None = None):
         super().__init__()
         widths = (in_features, *hidden, out_features)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.layers = nn.ModuleList(
             StackedLinear(models, widths[i], widths[i + 1], in_mask=in_mask if i == 0 else None)
             for i in range(len(widths) - 1))
+        self.activation_name = activation
         self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
@@ -147,27 +150,52 @@ class StackedBatchNorm(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Score networks eps(x_t, t | c). Shared interface:
-#   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> eps [m,B,dx]
+# Score networks. Shared interface:
+#   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> the network's output [m,B,dx]:
+#       eps (prediction = "eps") or the clean action x0 (prediction = "x0")
 #   forward_embedded(x, fourier [m,B,32], cond, models): the same with the Fourier features
-#   already computed (by the fused noising op during training).
+#       already computed (by the fused noising op during training)
+#   epsilon(x, t, cond, models) -> eps [m,B,dx] whatever the prediction (samplers, stage 2)
 # ---------------------------------------------------------------------------------------------
+
+PREDICTIONS = ("eps", "x0")
+
 
 class ScoreNet(nn.Module):
     x_dim: int
     cond_dim: int
     models: int
+    prediction: str = "eps"
+    vp: sde.VPSDE = sde.VPSDE()
 
-    def _init_time(self, models: int, generator: torch.Generator | None) -> None:
+    def _init_time(self, models: int, generator: torch.Generator | None,
+                   fourier_scale: float = sde.FOURIER_SCALE) -> None:
         # One set of fixed frequencies shared by the stack, so the time features of all
         # models come from one fused op launch.
-        self.register_buffer("freqs", sde.make_fourier_frequencies(generator))
+        self.register_buffer("freqs", sde.make_fourier_frequencies(generator, scale=fourier_scale))
+
+    def _init_prediction(self, prediction: str, vp: sde.VPSDE) -> None:
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.prediction, self.vp = prediction, vp
 
     def fourier(self, t: Tensor) -> Tensor:
         return sde.fourier_features(t, self.freqs.to(t.dtype))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
         return self.forward_embedded(x, self.fourier(t), cond, models)
+
+    def eps_from_output(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """The network's output at (x [..., dx], t [...]) as eps: itself, or, for a clean-action
+        net, eps = (x_t - alpha_t x0) / sigma_t (x_t = alpha_t x0 + sigma_t eps, DESIGN.md 1.2)."""
+        if self.prediction == "eps":
+            return out
+        alpha, sigma = self.vp.alpha_sigma(t)
+        return (x - alpha[..., None] * out) / sigma[..., None]
+
+    def epsilon(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
+        """eps(x_t, t | c) [m, B, dx] whatever the network predicts."""
+        return self.eps_from_output(self(x, t, cond, models), x, t)
 
     def forward_embedded(self, x: Tensor, fourier: Tensor, cond: Tensor,
                          models: slice = slice(None)) -> Tensor:
@@ -179,10 +207,12 @@ class ResNetScoreNet(ScoreNet):
 
     def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
                  hidden: int = 512, blocks: int = 2, dropout: float = 0.1,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, *, prediction: str = "eps",
+                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE()):
         super().__init__()
         self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
-        self._init_time(models, generator)
+        self._init_prediction(prediction, vp)
+        self._init_time(models, generator, fourier_scale)
         fourier_dim = 2 * sde.FOURIER_FREQUENCIES
         self.time1 = StackedLinear(models, fourier_dim, TIME_HIDDEN)
         self.time2 = StackedLinear(models, TIME_HIDDEN, TIME_HIDDEN)
@@ -206,19 +236,22 @@ class ResNetScoreNet(ScoreNet):
 
 
 class CompactScoreNet(ScoreNet):
-    """Plain MLP [x_t, c, fourier] -> width x layers -> d with Mish: ~150K parameters at 256."""
+    """Plain MLP [x_t, c, fourier] -> width x layers -> d (Mish or ReLU): ~150K parameters at 256."""
 
     def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
-                 width: int = 256, layers: int = 3, generator: torch.Generator | None = None):
+                 width: int = 256, layers: int = 3, generator: torch.Generator | None = None, *,
+                 activation: str = "mish", prediction: str = "eps",
+                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE()):
         super().__init__()
         self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
-        self._init_time(models, generator)
+        self._init_prediction(prediction, vp)
+        self._init_time(models, generator, fourier_scale)
         fourier_dim = 2 * sde.FOURIER_FREQUENCIES
         if in_mask is not None:
             ones = torch.ones(models, fourier_dim, dtype=torch.bool)
             in_mask = torch.cat([torch.as_tensor(in_mask, dtype=torch.bool), ones], dim=1)
         self.mlp = StackedMLP(models, x_dim + cond_dim + fourier_dim, (width,) * layers, x_dim,
-                              activation="mish", in_mask=in_mask)
+                              activation=activation, in_mask=in_mask)
 
     def forward_embedded(self, x, fourier, cond, models=slice(None)):
         return self.mlp(torch.cat([x, cond, fourier], dim=-1), models)
@@ -226,14 +259,22 @@ class CompactScoreNet(ScoreNet):
 
 def make_score_net(arch: str, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None,
                    *, hidden: int, blocks: int, dropout: float, compact_layers: int,
+                   activation: str | None = None, prediction: str = "eps",
+                   fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE(),
                    generator: torch.Generator | None = None) -> ScoreNet:
-    """arch: 'resnet' (hidden = H, blocks = B) or 'compact' (hidden = width)."""
+    """arch: 'resnet' (hidden = H, blocks = B; ReLU) or 'compact' (hidden = width; activation,
+    default Mish). prediction: what the network outputs, eps or the clean action x0."""
+    common = {"prediction": prediction, "fourier_scale": fourier_scale, "vp": vp}
     if arch == "resnet":
+        if activation not in (None, "relu"):
+            raise ValueError(f"the resnet score net is ReLU throughout (DESIGN.md 1.3), got "
+                             f"activation={activation!r}")
         return ResNetScoreNet(models, x_dim, cond_dim, in_mask, hidden=hidden, blocks=blocks,
-                              dropout=dropout, generator=generator)
+                              dropout=dropout, generator=generator, **common)
     if arch == "compact":
         return CompactScoreNet(models, x_dim, cond_dim, in_mask, width=hidden,
-                               layers=compact_layers, generator=generator)
+                               layers=compact_layers, generator=generator,
+                               activation=activation or "mish", **common)
     raise ValueError(f"arch must be 'resnet' or 'compact', got {arch!r}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
+from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage, legacy_defaults
 from scoredec.captured import CAPTURE_MODES, CapturedStep
 from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from scoredec.config import config_from_dict, config_to_dict, param
@@ -52,6 +52,14 @@ class TrainConfig:
     behavior: BehaviorConfig = param(BehaviorConfig, "behaviour score models (stage 1a)")
     critic: CriticConfig = param(CriticConfig, "IQL critic (stage 1b)")
     policy: PolicyConfig = param(PolicyConfig, "actors (stage 2)")
+
+
+def saved_train_config(saved: dict) -> dict:
+    """A TrainConfig dict read from a product's JSON, with the behaviour fields that products
+    saved before they existed lack filled with the values those products were trained with."""
+    if "behavior" not in saved:
+        return saved
+    return {**saved, "behavior": legacy_defaults(saved["behavior"])}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -141,7 +149,7 @@ def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> P
     if not is_complete(stem):
         raise FileNotFoundError(f"{stem}.json: stage '{stage}' has not finished in run {run}")
     meta = json.loads(Path(f"{stem}.json").read_text())["meta"]
-    cfg = config_from_dict(TrainConfig, meta["config"], where=f"{stem}.json")
+    cfg = config_from_dict(TrainConfig, saved_train_config(meta["config"]), where=f"{stem}.json")
     spec = spec_from_meta(meta["spec"])
     module = BUILDERS[stage](spec, cfg)
     load_checkpoint(stem, modules={stage: module}, global_rng=False)

@@ -44,6 +44,13 @@ class Stage:
     def step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def after_step(self) -> None:
+        """Called by run_stage after every step (eager or captured): e.g. a weight average."""
+
+    def finish(self) -> None:
+        """Called by run_stage when the stage reaches its last step, after the last checkpoint:
+        e.g. copy a weight average into the trained module. Must be idempotent."""
+
     # Capture protocol (scoredec/captured.py). A stage whose step() is exactly
     #   loss, metrics = self.loss(batch, self.draw_noise(batch, generator))
     #   optimizer_step(<its one optimizer>, loss, <its scheduler>)
@@ -56,6 +63,42 @@ class Stage:
     def loss(self, batch: Batch, noise: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Tensor]]:
         """The step's loss and detached metrics, given its random inputs; no side effects."""
         raise NotImplementedError(f"stage {self.name!r} does not support capture")
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a module's parameters (its buffers are copied as they are).
+
+    decay_t = min(decay, (1 + t) / (10 + t)) after t updates, the usual warm-up, so a short run
+    is not an average dominated by the initialization. A module, so checkpoints carry it."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = nn.ParameterList(nn.Parameter(p.detach().clone(), requires_grad=False)
+                                       for p in module.parameters())
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+        self._host_updates: int | None = None   # mirror of `updates`: no device sync per step
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_updates = None
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        if self._host_updates is None:
+            self._host_updates = int(self.updates)
+        n = self._host_updates
+        decay = min(self.decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(list(self.shadow), [p.detach() for p in module.parameters()], 1.0 - decay)
+        self.updates += 1
+        self._host_updates = n + 1
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        for avg, p in zip(self.shadow, module.parameters()):
+            p.copy_(avg)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, lr_end: float):
@@ -105,6 +148,7 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
         module.train()
     for step in range(start + 1, end + 1):
         metrics = stage.step(data.sample(stage.batch_size, generator), generator)
+        stage.after_step()
         if step % log_every == 0 or step == end:
             last = {k: float(v) for k, v in metrics.items()}
             bad = [k for k, v in last.items() if not math.isfinite(v)]
@@ -123,4 +167,6 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             run.prune(f"{stage.name}-", keep=2)
         bar.update(1)
     bar.close()
+    if end == stage.steps:
+        stage.finish()
     return StageResult(last, end, end - start, end == stage.steps)

@@ -34,7 +34,8 @@ def score_single(net, k: int, x: torch.Tensor, t: torch.Tensor, cond: torch.Tens
     """Model k of a score stack on narrow inputs x [B, d_k], cond [B, c_k]; float64, eval mode."""
     fourier = sde.fourier_features(t.double(), net.freqs.double())
     if isinstance(net, CompactScoreNet):
-        return mlp(net.mlp, k, torch.cat([x, cond, fourier], -1), columns, act=F.mish)
+        act = {"mish": F.mish, "relu": F.relu}[net.mlp.activation_name]
+        return mlp(net.mlp, k, torch.cat([x, cond, fourier], -1), columns, act=act)
     assert isinstance(net, ResNetScoreNet)
     temb = linear(net.time2, k, F.relu(linear(net.time1, k, fourier)))
     h = linear(net.embed, k, torch.cat([x, cond], -1), columns)
@@ -66,9 +67,18 @@ def first_layer_columns(model, k: int) -> torch.Tensor:
     return mask.nonzero()[:, 0]
 
 
+def as_eps(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """A network output [..., d] at (x [..., d], t [...]) as eps: x_t = alpha x0 + sigma eps with
+    log alpha = -0.25 t^2 (20 - 0.1) - 0.05 t (DESIGN.md 1.2), written out here independently."""
+    if prediction == "eps":
+        return out
+    alpha = torch.exp(-0.25 * t.double() ** 2 * 19.9 - 0.05 * t.double())[..., None]
+    return (x - alpha * out) / torch.sqrt(1 - alpha ** 2)
+
+
 def reference_epsilon(model, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, actions):
-    """Loop over models: x [m, B, x_dim] padded, t [m, B] -> eps [m, B, x_dim] float64 (padded
-    columns of the output are zero)."""
+    """Loop over models: x [m, B, x_dim] padded, t [m, B] -> the network's output (eps, or x0
+    for a clean-action net) [m, B, x_dim] float64 (padded columns of the output are zero)."""
     spec, lay = model.spec, model.layout
     out = torch.zeros(x.shape, dtype=torch.float64)
     for k in range(lay.models):

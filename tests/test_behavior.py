@@ -8,35 +8,49 @@ from scoredec.behavior import BehaviorConfig, BehaviorModel
 from scoredec.layout import AgentSpec
 from scoredec.sampling import integrate
 
-from reference import first_layer_columns, narrow_inputs, reference_epsilon, score_single
+from reference import as_eps, first_layer_columns, narrow_inputs, reference_epsilon, score_single
 from test_nets import random_batch, small_cfg
 
 SPEC = AgentSpec((7, 3, 11), (2, 6, 1))
 
 
+_DEFAULT = BehaviorConfig()
+# small_cfg's fused-kernel form (eps, Mish, scale 30), and the default recipe (clean action, ReLU,
+# scale 1, weight average).
+RECIPES = {"kernel form": {}, "default recipe": {
+    "prediction": _DEFAULT.prediction, "activation": _DEFAULT.activation,
+    "fourier_scale": _DEFAULT.fourier_scale, "ema": _DEFAULT.ema}}
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
 @pytest.mark.parametrize("mode", ["sequential", "marginal", "joint"])
 @pytest.mark.parametrize("arch", ["resnet", "compact"])
-def test_loss_matches_per_agent_loop(mode, arch):
+def test_loss_matches_per_agent_loop(mode, arch, recipe):
     gen = torch.Generator().manual_seed(1)
-    model = BehaviorModel(SPEC, mode, small_cfg(arch), order=(2, 0, 1)).double().eval()
+    changes = {k: v for k, v in RECIPES[recipe].items() if not (arch == "resnet" and k == "activation")}
+    model = BehaviorModel(SPEC, mode, small_cfg(arch, **changes), order=(2, 0, 1)).double().eval()
     obs, act = random_batch(SPEC, 37, gen)
     lay = model.layout
     t = torch.rand(lay.models, 37, generator=gen, dtype=torch.float64) * 0.99 + 0.01
     z = torch.randn(lay.models, 37, lay.x_dim, generator=gen, dtype=torch.float64)
     got = model.loss(obs, act, noise=(t, z))
-    # Reference: each model's mean over the batch of ||eps_k(alpha a_k + sigma z, t | c_k) - z||^2.
+    # Reference: each model's mean over the batch of ||eps_k(alpha a_k + sigma z, t | c_k) - z||^2
+    # (eps nets) or ||x0_k(alpha a_k + sigma z, t | c_k) - a_k||^2 (clean-action nets).
     alpha, sigma = sde.VPSDE().alpha_sigma(t)
     x_t = alpha[..., None] * lay.targets(act) + sigma[..., None] * z
-    eps = reference_epsilon(model, x_t, t, obs, act)
+    out = reference_epsilon(model, x_t, t, obs, act)
+    target = z if model.cfg.prediction == "eps" else lay.targets(act)
     mask = lay.x_mask()[:, None, :].double()
-    want = (((eps - z) * mask) ** 2).sum(-1).mean(1).sum()
+    want = (((out - target) * mask) ** 2).sum(-1).mean(1).sum()
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_sequential_sampler_matches_per_agent_loop():
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_sequential_sampler_matches_per_agent_loop(recipe):
     gen = torch.Generator().manual_seed(2)
     order = (1, 2, 0)
-    model = BehaviorModel(SPEC, "sequential", small_cfg("compact"), order=order).double()
+    model = BehaviorModel(SPEC, "sequential", small_cfg("compact", **RECIPES[recipe]),
+                          order=order).double()
     obs, _ = random_batch(SPEC, 9, gen)
     noise = torch.randn(3, 9, SPEC.act_max, generator=gen, dtype=torch.float64)
     got = model.sample(obs, steps=4, solver="dpm2", noise=noise)
@@ -47,7 +61,8 @@ def test_sequential_sampler_matches_per_agent_loop():
         d = SPEC.act_dims[agent]
         cond = narrow_inputs(SPEC, "sequential", order, k, obs, want)
         cols = first_layer_columns(model, k)
-        x = integrate(lambda x, t: score_single(model.net, k, x, t, cond, cols)[:, :d],
+        x = integrate(lambda x, t: as_eps(score_single(model.net, k, x, t, cond, cols)[:, :d], x, t,
+                                          model.cfg.prediction),
                       noise[k][:, :d], 4, "dpm2")
         want[:, agent, :d] = x.clamp(-1, 1)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

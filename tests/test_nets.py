@@ -17,9 +17,13 @@ SPECS = [
 ]
 
 
-def small_cfg(arch):
+def small_cfg(arch, **changes):
+    """A small score net in the form the fused kernels implement (eps prediction, Mish in the
+    compact net, time features at scale 30, no weight average); changes: other fields."""
+    kernel_form = {"prediction": "eps", "activation": "mish" if arch == "compact" else "relu",
+                   "fourier_scale": 30.0, "ema": 0.0}
     return BehaviorConfig(arch=arch, hidden=24 if arch == "resnet" else 32, blocks=2,
-                          compact_layers=2, dropout=0.1)
+                          compact_layers=2, dropout=0.1, **{**kernel_form, **changes})
 
 
 def random_batch(spec, batch, gen, dtype=torch.float64):

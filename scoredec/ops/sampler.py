@@ -147,14 +147,21 @@ def validate(net: ScoreNet, obs: Tensor, x_T: Tensor, steps: int, solver: str, s
 
 
 def _key(net: ScoreNet, x_T: Tensor) -> tuple:
-    width = net.mlp.layers[0].out_features if isinstance(net, CompactScoreNet) else -1
-    return type(net).__name__, x_T.dtype, width
+    compact = isinstance(net, CompactScoreNet)
+    width = net.mlp.layers[0].out_features if compact else -1
+    activation = net.mlp.activation_name if compact else "relu"
+    return type(net).__name__, x_T.dtype, width, net.prediction, activation
 
 
-def _kernel_accepts(arch: str, dtype: torch.dtype, width: int):
+def _kernel_accepts(arch: str, dtype: torch.dtype, width: int, prediction: str = "eps",
+                    activation: str = "mish"):
     if arch != "CompactScoreNet":
         return TypeError(f"{NAME}: the kernel backends take a CompactScoreNet, got a {arch} (the resnet sampler "
                          f"runs on backend='torch', captured in one CUDA graph on a GPU)")
+    if prediction != "eps" or activation != "mish":
+        return TypeError(f"{NAME}: the fused sampler kernels implement an eps-predicting Mish net; this net "
+                         f"predicts {prediction!r} with {activation!r} (the default behaviour recipe): use "
+                         f"backend='torch' (captured in one CUDA graph on a GPU)")
     if dtype not in KERNEL_DTYPES:
         return TypeError(f"{NAME}: x_T must be float32/float16/bfloat16 for the kernel backends, got {dtype} "
                          f"(float64 runs on backend='torch')")
@@ -219,7 +226,7 @@ def sample_sequential_torch(net: ScoreNet, obs: Tensor, x_T: Tensor, step_noise:
         one = slice(k, k + 1)
         cond = torch.cat([obs[k], prefix], dim=-1)[None]
         noise_k = None if step_noise is None else step_noise[k][:, None]
-        x = integrate(lambda x, t: net(x, t, cond, one), x_T[one], steps, solver, spacing, vp,
+        x = integrate(lambda x, t: net.epsilon(x, t, cond, one), x_T[one], steps, solver, spacing, vp,
                       step_noise=noise_k, eta=eta)[0]
         if clip is not None:
             x = x.clamp(-clip, clip)

@@ -54,11 +54,15 @@ def validate(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> None:
 
 def _key(net: CompactScoreNet, x: Tensor, t: Tensor) -> tuple:
     """What the kernel backends' input checks read."""
-    return x.dtype, t.dtype, net.freqs.dtype, net.mlp.layers[0].out_features
+    return x.dtype, t.dtype, net.freqs.dtype, net.mlp.layers[0].out_features, net.mlp.activation_name
 
 
-def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: torch.dtype, width: int):
+def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: torch.dtype, width: int,
+                    activation: str = "mish"):
     """Inputs the fp32-accumulating kernels take beyond validate(); None if accepted."""
+    if activation != "mish":
+        return TypeError(f"{NAME}: the fused kernels implement the Mish compact net, this one uses "
+                         f"{activation!r} (the default behaviour recipe): use backend='torch'")
     if (err := common.score_kernel_dtype_error(NAME, x_dtype, t_dtype, freqs_dtype)) is not None:
         return err
     if width > KERNEL_MAX_WIDTH:

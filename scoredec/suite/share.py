@@ -67,7 +67,7 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
     the OMSD family already trained identically; returns {stage: {"from", "seconds"}}.
     donor_roots: other suite roots to look in too (the tuning search's sibling values)."""
     from scoredec.methods import config_with
-    from scoredec.pipeline import TrainConfig, product_stem
+    from scoredec.pipeline import TrainConfig, product_stem, saved_train_config
     from scoredec.policy import METHODS
     from scoredec.suite.grid import Cell
     from scoredec.suite.run_cell import run_summary
@@ -91,7 +91,8 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
             if donor.resolve() == run.resolve() or not is_complete(stem):
                 continue
             meta = json.loads(checkpoint_paths(stem)[1].read_text(encoding="utf-8"))["meta"]
-            donor_cfg = config_from_dict(TrainConfig, meta["config"], where=f"{stem}.json")
+            donor_cfg = config_from_dict(TrainConfig, saved_train_config(meta["config"]),
+                                         where=f"{stem}.json")
             if stage_signature(donor_cfg, stage, meta["data"]) != mine:
                 continue
             run.mkdir(parents=True, exist_ok=True)
