@@ -138,6 +138,27 @@ def test_sample_spread_within_one_observation(spread_run):
     assert fixed["within_obs_std"] == [0.0] * 3 and fixed["sample_size"] == [0.5] * 3
 
 
+@pytest.mark.parametrize("mode", ["sequential", "marginal", "joint"])
+def test_every_decomposition_reports_per_agent(spread_run, mode):
+    """The joint model's one row splits into its agents like the per-agent models' rows."""
+    from scoredec.behavior import BehaviorModel
+    from scoredec.layout import AgentSpec
+
+    data, _ = spread_run
+    ds = read_dataset(data)
+    torch.manual_seed(0)
+    behavior = BehaviorModel(AgentSpec(tuple(ds.obs_dims), tuple(ds.act_dims)), mode,
+                             BehaviorConfig(arch="compact", hidden=16, compact_layers=2,
+                                            sample_steps=2))
+    report = behaviour_report(behavior, ds, "spread", episodes=2, num_envs=2, rows=32,
+                              within_rows=4, samples=2)
+    assert report["mode"] == mode
+    for row in report["denoising"]:
+        assert len(row["per_agent"]["clean_error"]) == 3
+        assert np.mean(row["per_agent"]["eps_mse"]) == pytest.approx(row["eps_mse"], rel=1e-5)
+    assert len(report["spread"]["within_obs_std"]) == 3
+
+
 def test_bad_sizes_are_refused(spread_run):
     with pytest.raises(ValueError, match="samples"):
         _report(spread_run, samples=1)
