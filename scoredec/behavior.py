@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from scoredec import sde
 from scoredec.config import param
 from scoredec.layout import AgentSpec, ScoreLayout, to_stack
-from scoredec.nets import ACTIVATIONS, PREDICTIONS, CompactScoreNet, ResNetScoreNet, make_score_net
+from scoredec.nets import ACTIVATIONS, PREDICTIONS, SIGMA_DATA, CompactScoreNet, ResNetScoreNet, make_score_net
 from scoredec.ops import noise_and_embed, score_eval_compact, score_eval_resnet
 from scoredec.ops.sampler import sample_sequential
 from scoredec.sampling import integrate
@@ -42,8 +42,10 @@ class BehaviorConfig:
     activation: str = param("relu", "activation of the compact MLP (the resnet is ReLU only)",
                             choices=tuple(ACTIVATIONS))
     prediction: str = param("x0", "what the network predicts: the clean action (x0, loss "
-                                  "||x0_hat - a||^2) or the noise (eps, loss ||eps_hat - z||^2)",
+                                  "||x0_hat - a||^2), the noise (eps, loss ||eps_hat - z||^2), or "
+                                  "EDM's preconditioned residual (edm, loss ||x0_hat - a||^2 / c_out^2)",
                             choices=PREDICTIONS)
+    sigma_data: float = param(SIGMA_DATA, "EDM's scale of the clean actions (prediction = edm only)")
     fourier_scale: float = param(1.0, "std of the random Fourier time-feature frequencies (the "
                                       "authors' 30 measured worse at the cpu budget)")
     ema: float = param(0.999, "decay of the exponential moving average of the weights that "
@@ -80,7 +82,7 @@ class BehaviorModel(nn.Module):
                                   hidden=cfg.hidden, blocks=cfg.blocks, dropout=cfg.dropout,
                                   compact_layers=cfg.compact_layers, activation=cfg.activation,
                                   prediction=cfg.prediction, fourier_scale=cfg.fourier_scale,
-                                  vp=vp, generator=generator)
+                                  vp=vp, sigma_data=cfg.sigma_data, generator=generator)
         self.register_buffer("x_mask", lay.x_mask().to(torch.float32)[:, None, :])
 
     @property
@@ -104,7 +106,13 @@ class BehaviorModel(nn.Module):
                                        beta_0=self.vp.beta_0, beta_1=self.vp.beta_1,
                                        backend=backend)
         out = self.net.forward_embedded(x_t.view(m, batch, d), fourier.view(m, batch, -1), cond)
-        target = x0 if self.net.prediction == "x0" else z
+        if self.net.prediction == "edm":
+            # ||x0_hat - a||^2 / c_out^2 = ||F - (a - c_skip x_t / alpha) / c_out||^2: F's
+            # target has unit scale at every t (EDM's loss weight lambda = 1 / c_out^2).
+            skip, c_out = self.net.edm_coefficients(t)
+            target = (x0 - skip[..., None] * x_t.view(m, batch, d)) / c_out[..., None]
+        else:
+            target = x0 if self.net.prediction == "x0" else z
         err = ((out - target) ** 2 * self.x_mask.to(out.dtype)).sum(-1)
         return err.mean(dim=1).sum()
 

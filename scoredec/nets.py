@@ -152,13 +152,16 @@ class StackedBatchNorm(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Score networks. Shared interface:
 #   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> the network's output [m,B,dx]:
-#       eps (prediction = "eps") or the clean action x0 (prediction = "x0")
+#       eps (prediction = "eps"), the clean action x0 (prediction = "x0"), or the EDM-
+#       preconditioned residual F with x0 = c_skip x_t / alpha_t + c_out F (prediction = "edm")
 #   forward_embedded(x, fourier [m,B,32], cond, models): the same with the Fourier features
 #       already computed (by the fused noising op during training)
 #   epsilon(x, t, cond, models) -> eps [m,B,dx] whatever the prediction (samplers, stage 2)
 # ---------------------------------------------------------------------------------------------
 
-PREDICTIONS = ("eps", "x0")
+PREDICTIONS = ("eps", "x0", "edm")
+SIGMA_DATA = 0.5
+"""EDM's sigma_data (Karras et al. 2022): the scale of the clean actions it assumes."""
 
 
 class ScoreNet(nn.Module):
@@ -174,10 +177,21 @@ class ScoreNet(nn.Module):
         # models come from one fused op launch.
         self.register_buffer("freqs", sde.make_fourier_frequencies(generator, scale=fourier_scale))
 
-    def _init_prediction(self, prediction: str, vp: sde.VPSDE) -> None:
+    def _init_prediction(self, prediction: str, vp: sde.VPSDE, sigma_data: float = SIGMA_DATA) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        self.prediction, self.vp = prediction, vp
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
+        self.prediction, self.vp, self.sigma_data = prediction, vp, sigma_data
+
+    def edm_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(c_skip / alpha_t, c_out) at t [...]: EDM's preconditioning (Karras et al. 2022, eq. 7)
+        in the VP process, whose noise level is s = sigma_t / alpha_t on x_t / alpha_t = x0 + s z:
+        c_skip = sd^2 / (s^2 + sd^2), c_out = s sd / sqrt(s^2 + sd^2). At small t the clean
+        action is x_t / alpha_t plus a correction of size s: precise where the score pulls hardest."""
+        alpha, sigma = self.vp.alpha_sigma(t)
+        s2, sd = (sigma / alpha) ** 2, self.sigma_data
+        return sd ** 2 / (s2 + sd ** 2) / alpha, (sigma / alpha) * sd / torch.sqrt(s2 + sd ** 2)
 
     def fourier(self, t: Tensor) -> Tensor:
         return sde.fourier_features(t, self.freqs.to(t.dtype))
@@ -185,13 +199,23 @@ class ScoreNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
         return self.forward_embedded(x, self.fourier(t), cond, models)
 
+    def x0_from_output(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """The clean action the network's output at (x [..., dx], t [...]) stands for."""
+        if self.prediction == "x0":
+            return out
+        if self.prediction == "edm":
+            skip, c_out = self.edm_coefficients(t)
+            return skip[..., None] * x + c_out[..., None] * out
+        alpha, sigma = self.vp.alpha_sigma(t)
+        return (x - sigma[..., None] * out) / alpha[..., None]
+
     def eps_from_output(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
         """The network's output at (x [..., dx], t [...]) as eps: itself, or, for a clean-action
         net, eps = (x_t - alpha_t x0) / sigma_t (x_t = alpha_t x0 + sigma_t eps, DESIGN.md 1.2)."""
         if self.prediction == "eps":
             return out
         alpha, sigma = self.vp.alpha_sigma(t)
-        return (x - alpha[..., None] * out) / sigma[..., None]
+        return (x - alpha[..., None] * self.x0_from_output(out, x, t)) / sigma[..., None]
 
     def epsilon(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
         """eps(x_t, t | c) [m, B, dx] whatever the network predicts."""
@@ -208,10 +232,11 @@ class ResNetScoreNet(ScoreNet):
     def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
                  hidden: int = 512, blocks: int = 2, dropout: float = 0.1,
                  generator: torch.Generator | None = None, *, prediction: str = "eps",
-                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE()):
+                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE(),
+                 sigma_data: float = SIGMA_DATA):
         super().__init__()
         self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
-        self._init_prediction(prediction, vp)
+        self._init_prediction(prediction, vp, sigma_data)
         self._init_time(models, generator, fourier_scale)
         fourier_dim = 2 * sde.FOURIER_FREQUENCIES
         self.time1 = StackedLinear(models, fourier_dim, TIME_HIDDEN)
@@ -241,10 +266,11 @@ class CompactScoreNet(ScoreNet):
     def __init__(self, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None = None,
                  width: int = 256, layers: int = 3, generator: torch.Generator | None = None, *,
                  activation: str = "mish", prediction: str = "eps",
-                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE()):
+                 fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE(),
+                 sigma_data: float = SIGMA_DATA):
         super().__init__()
         self.models, self.x_dim, self.cond_dim = models, x_dim, cond_dim
-        self._init_prediction(prediction, vp)
+        self._init_prediction(prediction, vp, sigma_data)
         self._init_time(models, generator, fourier_scale)
         fourier_dim = 2 * sde.FOURIER_FREQUENCIES
         if in_mask is not None:
@@ -261,10 +287,11 @@ def make_score_net(arch: str, models: int, x_dim: int, cond_dim: int, in_mask: T
                    *, hidden: int, blocks: int, dropout: float, compact_layers: int,
                    activation: str | None = None, prediction: str = "eps",
                    fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE(),
-                   generator: torch.Generator | None = None) -> ScoreNet:
+                   sigma_data: float = SIGMA_DATA, generator: torch.Generator | None = None) -> ScoreNet:
     """arch: 'resnet' (hidden = H, blocks = B; ReLU) or 'compact' (hidden = width; activation,
     default Mish). prediction: what the network outputs, eps or the clean action x0."""
-    common = {"prediction": prediction, "fourier_scale": fourier_scale, "vp": vp}
+    common = {"prediction": prediction, "fourier_scale": fourier_scale, "vp": vp,
+              "sigma_data": sigma_data}
     if arch == "resnet":
         if activation not in (None, "relu"):
             raise ValueError(f"the resnet score net is ReLU throughout (DESIGN.md 1.3), got "

@@ -67,13 +67,30 @@ def first_layer_columns(model, k: int) -> torch.Tensor:
     return mask.nonzero()[:, 0]
 
 
-def as_eps(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
-    """A network output [..., d] at (x [..., d], t [...]) as eps: x_t = alpha x0 + sigma eps with
-    log alpha = -0.25 t^2 (20 - 0.1) - 0.05 t (DESIGN.md 1.2), written out here independently."""
+def as_x0(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, prediction: str,
+          sigma_data: float = 0.5) -> torch.Tensor:
+    """A network output [..., d] at (x [..., d], t [...]) as the clean action: x_t = alpha x0 +
+    sigma eps with log alpha = -0.25 t^2 (20 - 0.1) - 0.05 t (DESIGN.md 1.2); EDM: x0 =
+    c_skip x_t / alpha + c_out F at noise level s = sigma / alpha. Written out independently."""
+    alpha = torch.exp(-0.25 * t.double() ** 2 * 19.9 - 0.05 * t.double())[..., None]
+    sigma = torch.sqrt(1 - alpha ** 2)
+    if prediction == "x0":
+        return out
+    if prediction == "eps":
+        return (x - sigma * out) / alpha
+    s = sigma / alpha
+    c_skip = sigma_data ** 2 / (s ** 2 + sigma_data ** 2)
+    c_out = s * sigma_data / torch.sqrt(s ** 2 + sigma_data ** 2)
+    return c_skip * x / alpha + c_out * out
+
+
+def as_eps(out: torch.Tensor, x: torch.Tensor, t: torch.Tensor, prediction: str,
+           sigma_data: float = 0.5) -> torch.Tensor:
+    """A network output as eps (see as_x0)."""
     if prediction == "eps":
         return out
     alpha = torch.exp(-0.25 * t.double() ** 2 * 19.9 - 0.05 * t.double())[..., None]
-    return (x - alpha * out) / torch.sqrt(1 - alpha ** 2)
+    return (x - alpha * as_x0(out, x, t, prediction, sigma_data)) / torch.sqrt(1 - alpha ** 2)
 
 
 def reference_epsilon(model, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, actions):

@@ -8,7 +8,7 @@ from scoredec.behavior import BehaviorConfig, BehaviorModel
 from scoredec.layout import AgentSpec
 from scoredec.sampling import integrate
 
-from reference import as_eps, first_layer_columns, narrow_inputs, reference_epsilon, score_single
+from reference import as_eps, as_x0, first_layer_columns, narrow_inputs, reference_epsilon, score_single
 from test_nets import random_batch, small_cfg
 
 SPEC = AgentSpec((7, 3, 11), (2, 6, 1))
@@ -19,7 +19,8 @@ _DEFAULT = BehaviorConfig()
 # scale 1, weight average).
 RECIPES = {"kernel form": {}, "default recipe": {
     "prediction": _DEFAULT.prediction, "activation": _DEFAULT.activation,
-    "fourier_scale": _DEFAULT.fourier_scale, "ema": _DEFAULT.ema}}
+    "fourier_scale": _DEFAULT.fourier_scale, "ema": _DEFAULT.ema},
+    "edm": {"prediction": "edm", "activation": "relu", "sigma_data": 0.37}}
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
@@ -35,13 +36,21 @@ def test_loss_matches_per_agent_loop(mode, arch, recipe):
     z = torch.randn(lay.models, 37, lay.x_dim, generator=gen, dtype=torch.float64)
     got = model.loss(obs, act, noise=(t, z))
     # Reference: each model's mean over the batch of ||eps_k(alpha a_k + sigma z, t | c_k) - z||^2
-    # (eps nets) or ||x0_k(alpha a_k + sigma z, t | c_k) - a_k||^2 (clean-action nets).
+    # (eps nets), ||x0_k(alpha a_k + sigma z, t | c_k) - a_k||^2 (clean-action nets), or that
+    # divided by c_out^2 (EDM).
     alpha, sigma = sde.VPSDE().alpha_sigma(t)
     x_t = alpha[..., None] * lay.targets(act) + sigma[..., None] * z
     out = reference_epsilon(model, x_t, t, obs, act)
-    target = z if model.cfg.prediction == "eps" else lay.targets(act)
     mask = lay.x_mask()[:, None, :].double()
-    want = (((out - target) * mask) ** 2).sum(-1).mean(1).sum()
+    cfg = model.cfg
+    if cfg.prediction == "eps":
+        sq = ((out - z) * mask) ** 2
+    else:
+        sq = ((as_x0(out, x_t, t, cfg.prediction, cfg.sigma_data) - lay.targets(act)) * mask) ** 2
+    if cfg.prediction == "edm":
+        s = sigma / alpha
+        sq = sq / (s ** 2 * 0.37 ** 2 / (s ** 2 + 0.37 ** 2))[..., None]
+    want = sq.sum(-1).mean(1).sum()
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -62,7 +71,7 @@ def test_sequential_sampler_matches_per_agent_loop(recipe):
         cond = narrow_inputs(SPEC, "sequential", order, k, obs, want)
         cols = first_layer_columns(model, k)
         x = integrate(lambda x, t: as_eps(score_single(model.net, k, x, t, cond, cols)[:, :d], x, t,
-                                          model.cfg.prediction),
+                                          model.cfg.prediction, model.cfg.sigma_data),
                       noise[k][:, :d], 4, "dpm2")
         want[:, agent, :d] = x.clamp(-1, 1)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -399,3 +399,20 @@ def test_dropin_bad_inputs():
         sampling.sample(model, torch.zeros(2, 3, SPEC.obs_max, dtype=torch.float64), 5)
     with pytest.raises(ValueError, match="noise must be"):
         sampling.sample(model, torch.zeros(2, 3, SPEC.obs_max, dtype=torch.float64), noise=torch.zeros(3, 3, 6))
+
+
+@pytest.mark.parametrize("changes", [{"prediction": "x0"}, {"activation": "relu"}])
+def test_kernels_refuse_the_default_recipe_by_name(changes):
+    """The fused sampler kernels implement an eps-predicting Mish net: a clean-action or ReLU net
+    (the default behaviour recipe) is refused by name when asked for explicitly, and the
+    automatic choice takes torch."""
+    torch.manual_seed(0)
+    model = BehaviorModel(SPEC, "sequential", small_cfg("compact", **changes)).float()
+    key = ss._key(model.net, torch.zeros(1))
+    err = ss._kernel_accepts(*key)
+    assert isinstance(err, TypeError) and "backend='torch'" in str(err)
+    assert list(changes.values())[0] in str(err)
+    obs = torch.zeros(2, 3, SPEC.obs_max)
+    for backend in ("triton", "cuda"):
+        with pytest.raises((TypeError, BackendUnavailableError), match="eps-predicting|unavailable"):
+            model.sample(obs, steps=2, backend=backend)

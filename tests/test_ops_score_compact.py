@@ -220,3 +220,20 @@ def test_custom_op_validates_packed_weights(backend):
         op(x, t, cond, freqs, w0, b0, wh, bh, wo.half(), bo)
     with pytest.raises(ValueError, match="output must be"):
         LAUNCH[backend](x, t, cond, freqs, w0, b0, wh, bh, wo, bo, x.new_empty(2, 3, 3))
+
+
+def test_kernels_refuse_a_relu_net_by_name():
+    """The fused kernels implement the Mish net; the default recipe's ReLU net is refused by name
+    when a kernel is asked for, and the automatic choice takes torch."""
+    from scoredec.ops import registry
+
+    torch.manual_seed(0)
+    net = CompactScoreNet(2, 2, 5, width=32, layers=2, activation="relu")
+    x, t, cond = torch.zeros(2, 3, 2), torch.full((2, 3), 0.5), torch.zeros(2, 3, 5)
+    key = sc._key(net, x, t)
+    err = sc._kernel_accepts(*key)
+    assert isinstance(err, TypeError) and "'relu'" in str(err)
+    assert registry.select_name(sc.OP, x.device, key, None) == "torch"
+    for backend in ("triton", "cuda"):
+        with pytest.raises((TypeError, BackendUnavailableError), match="Mish|unavailable"):
+            score_eval_compact(net, x, t, cond, backend=backend)
