@@ -38,7 +38,8 @@ from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec
 from scoredec.nets import StackedLinear, StackedMLP, make_score_net
-from scoredec.policy import Actors, PolicyConfig, PolicyObjective, PolicyStage, score_weight
+from scoredec.training import EMA
+from scoredec.policy import Actors, PolicyConfig, PolicyObjective, PolicyStage
 
 GPU = DEVICE.type == "cuda"
 # SCOREDEC_BENCH_QUICK=1 (scoredec bench --quick): n = 3 and batch 512 (64 on the CPU) only.
@@ -72,17 +73,21 @@ def matmul_flops(module: torch.nn.Module, rows: int) -> int:
 # ----------------------------------------------------------------------------- naive references
 
 class PerAgentStage1:
-    """Stage 1 as reference code writes it: one network, one AdamW and one schedule per agent,
-    each agent's loss, backward and update in turn."""
+    """Stage 1 as reference code writes it: one network, one AdamW, one schedule and one weight
+    average per agent, each agent's loss (the config's prediction target), backward and update
+    in turn."""
 
     def __init__(self, model: BehaviorModel, cfg: BehaviorConfig):
         lay = self.layout = model.layout
         self.cfg, self.vp, self.mask = cfg, model.vp, model.x_mask
         self.nets = [make_score_net(cfg.arch, 1, lay.x_dim, lay.cond_dim, lay.in_mask()[k:k + 1],
                                     hidden=cfg.hidden, blocks=cfg.blocks, dropout=cfg.dropout,
-                                    compact_layers=cfg.compact_layers).to(DEVICE) for k in range(lay.models)]
+                                    compact_layers=cfg.compact_layers, activation=cfg.activation,
+                                    prediction=cfg.prediction, fourier_scale=cfg.fourier_scale,
+                                    sigma_data=cfg.sigma_data).to(DEVICE) for k in range(lay.models)]
         self.opts = [torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
                      for net in self.nets]
+        self.emas = [EMA(net, cfg.ema) for net in self.nets] if cfg.ema > 0 else []
         self.scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, cfg.steps, cfg.lr_end) for o in self.opts]
 
     def step(self, batch: Batch, generator: torch.Generator) -> None:
@@ -92,12 +97,20 @@ class PerAgentStage1:
         for k, net in enumerate(self.nets):
             t = self.cfg.t_min + (1 - self.cfg.t_min) * torch.rand(rows, generator=generator, device=DEVICE)
             z = torch.randn(rows, d, generator=generator, device=DEVICE)
-            eps = net(self.vp.noise(x0[k], t, z)[None], t[None], cond[k:k + 1])[0]
-            loss = ((eps - z) ** 2 * self.mask[k]).sum(-1).mean()
+            x_t = self.vp.noise(x0[k], t, z)
+            out = net(x_t[None], t[None], cond[k:k + 1])[0]
+            if net.prediction == "edm":
+                skip, c_out = net.edm_coefficients(t)
+                target = (x0[k] - skip[:, None] * x_t) / c_out[:, None]
+            else:
+                target = x0[k] if net.prediction == "x0" else z
+            loss = ((out - target) ** 2 * self.mask[k]).sum(-1).mean()
             self.opts[k].zero_grad(set_to_none=True)
             loss.backward()
             self.opts[k].step()
             self.scheds[k].step()
+            if self.emas:
+                self.emas[k].update(net)
 
 
 class PerAgentStage2:
@@ -124,18 +137,21 @@ class PerAgentStage2:
         rows = obs.shape[0]
         for k, agent in enumerate(lay.order):
             a = self.act(agent, obs)
-            t = cfg.t_min + (cfg.t_max - cfg.t_min) * torch.rand(rows, generator=generator, device=DEVICE)
+            draw = self.obj.time_draw
+            t = draw.t_from_uniform(torch.rand(rows, generator=generator, device=DEVICE))
             z = torch.randn(rows, lay.x_dim, generator=generator, device=DEVICE)
             with torch.no_grad():
                 alpha, sigma = vp.alpha_sigma(t)
                 x_t = alpha[:, None] * a.detach() + sigma[:, None] * z
                 cond = lay.conditions(obs, a_cur)[k:k + 1]
-                e = behavior.net(x_t[None], t[None], cond, slice(k, k + 1))[0]
+                e = behavior.net.epsilon(x_t[None], t[None], cond, slice(k, k + 1))[0]
+                if cfg.subtract_noise:
+                    e = e - z
             slot = a.detach().requires_grad_(True)
             joint = torch.cat([a_cur[:, :agent], slot[:, None], a_cur[:, agent + 1:]], 1)
             q = critic.q_values(obs, joint, target=True).mean(dim=1)
             (g,) = torch.autograd.grad(q.sum(), slot)
-            w = score_weight(cfg.weighting, alpha, sigma)
+            w = draw.row_weight(alpha, sigma)
             loss = ((w[:, None] * e * a).sum(-1) - cfg.beta * (g * a).sum(-1)).mean()
             self.opts[agent].zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,55 @@
+"""The learning-curve driver (scoredec/experiments/learning_curve.py) on a tiny spread run."""
+
+import json
+
+import pytest
+
+from scoredec.config import save_config
+from scoredec.data.factory import make_dataset_file
+from scoredec.experiments.learning_curve import main
+from scoredec.pipeline import TrainConfig, load_product
+from scoredec.behavior import BehaviorConfig
+from scoredec.critic import CriticConfig
+from scoredec.policy import PolicyConfig
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curve")
+    data = root / "spread.h5"
+    make_dataset_file("spread", "expert", data, episodes=8, seed=0, progress=False)
+    cfg = TrainConfig(seed=3, device="cpu", log_every=10,
+                      behavior=BehaviorConfig(arch="compact", hidden=16, compact_layers=2,
+                                              batch_size=16, sample_steps=2),
+                      critic=CriticConfig(hidden=8, batch_size=16, steps=5),
+                      policy=PolicyConfig(hidden=8, layers=1, batch_size=16, steps=5))
+    save_config(cfg, root / "cfg.yaml")
+    return root, data
+
+
+def test_points_are_written_once_and_resume(tiny):
+    root, data = tiny
+    args = ["--data", str(data), "--config", str(root / "cfg.yaml"), "--run", str(root / "run"),
+            "--steps", "40", "--every", "20", "--episodes", "2", "--out", str(root / "c.jsonl")]
+    main(args + ["--budget-minutes", "0"])   # the critic trains, no point fits in the budget
+    assert not (root / "c.jsonl").exists() or (root / "c.jsonl").read_text() == ""
+    main(args)
+    rows = [json.loads(line) for line in (root / "c.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40]
+    for r in rows:
+        assert r["behaviour"]["closed_loop"]["episodes"] == 2
+        assert r["actors_normalized"][0] is not None
+    # the last point's snapshot is the finished model of the long run: its weight average
+    last = load_product(root / "run" / "curve" / "step-000000040", "behavior").module
+    final = load_product(root / "run", "behavior").module
+    for a, b in zip(last.state_dict().values(), final.state_dict().values()):
+        assert (a == b).all()
+    main(args)   # nothing left to do: no new line
+    assert len((root / "c.jsonl").read_text().splitlines()) == 2
+
+
+def test_steps_must_be_a_multiple_of_every(tiny):
+    root, data = tiny
+    with pytest.raises(ValueError, match="multiple"):
+        main(["--data", str(data), "--config", str(root / "cfg.yaml"), "--run", str(root / "r2"),
+              "--steps", "30", "--every", "20", "--out", str(root / "x.jsonl")])
