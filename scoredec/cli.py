@@ -325,8 +325,8 @@ def cmd_suite_tune(args) -> int:
                           resume=args.resume, progress=not args.quiet)
     doc = choose(root)
     for method, per_quality in doc["chosen"].items():
-        print(f"{method}: " + ", ".join(f"{q} {k}={v:g}" for q, f in per_quality.items()
-                                        for k, v in f.items()))
+        print(f"{method}: " + ", ".join(f"{q} {k}={v:g}" if isinstance(v, float) else f"{q} {k}={v}"
+                                        for q, f in per_quality.items() for k, v in f.items()))
     if failures:
         print(f"{len(failures)} tuning job(s) failed: " + "; ".join(failures), file=sys.stderr)
         return 1

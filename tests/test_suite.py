@@ -232,30 +232,38 @@ def test_tuning_jobs_presets_choice_and_the_cpu_preset_reading_it(tmp_path):
     from scoredec.suite.presets import apply_tuned
 
     jobs = tuning.jobs()
-    assert len(jobs) == sum(len(v) for _, grid in tuning.SEARCH.values() for v in grid.values())
+    assert len(jobs) == sum(len(v) * len(tuning.WEIGHTINGS_SEARCHED.get(m, (None,)))
+                            for m, (_, grid) in tuning.SEARCH.items() for v in grid.values())
     assert all(j.cell.seed == tuning.TUNE_SEED and j.cell.seed not in get_preset("cpu").seeds
                for j in jobs)
-    beta_job = tuning.Job("omsd", "medium", 0.2)
+    beta_job = tuning.Job("omsd", "medium", 0.2, "vds")
     p = tuning.job_preset(beta_job)
-    assert resolve_overrides(p, beta_job.cell)["policy"]["beta"] == 0.2
+    policy = resolve_overrides(p, beta_job.cell)["policy"]
+    assert policy["beta"] == 0.2 and policy["weighting"] == "vds"
     alpha_job = tuning.Job("matd3bc", "expert", 10.0)
     assert resolve_overrides(tuning.job_preset(alpha_job), alpha_job.cell)["alpha"] == 10.0
     # fake finished jobs: the best final score wins per method x quality
-    for job, score in ((tuning.Job("omsd", "expert", 0.001), 5.0),
-                       (tuning.Job("omsd", "expert", 0.005), 9.0),
-                       (tuning.Job("omsd", "expert", 0.02), 1.0),
+    for job, score in ((tuning.Job("omsd", "expert", 0.001, "score"), 5.0),
+                       (tuning.Job("omsd", "expert", 0.005, "score"), 7.0),
+                       (tuning.Job("omsd", "expert", 0.02, "score"), 1.0),
+                       (tuning.Job("omsd", "expert", 0.001, "vds"), 2.0),
+                       (tuning.Job("omsd", "expert", 0.005, "vds"), 9.0),
+                       (tuning.Job("omsd", "expert", 0.02, "vds"), 4.0),
                        (tuning.Job("matd3bc", "expert", 1.0), 3.0)):
         cells = job.root(tmp_path) / "cells"
         cells.mkdir(parents=True)
         (cells / f"{job.cell.key}.json").write_text(json.dumps({"normalized_mean": score}))
     out = tmp_path / "tuned.yaml"
     doc = tuning.choose(tmp_path, out)
-    assert doc["chosen"]["omsd"] == {"expert": {"policy.beta": 0.005}}
-    assert doc["chosen"]["brpo-ctde"] == {"expert": {"policy.beta": 0.005}}
+    want = {"expert": {"policy.weighting": "vds", "policy.beta": 0.005}}
+    assert doc["chosen"]["omsd"] == want and doc["chosen"]["brpo-ctde"] == want
     assert "matd3bc" not in doc["chosen"]          # 1 of its 3 values done: nothing chosen
     tuned = apply_tuned(get_preset("cpu", tuned=False), out)
     assert tuned.beta["expert"] == 0.005
-    assert resolve_overrides(tuned, Cell("brpo-ind", "tag", "expert", 0))["policy"]["beta"] == 0.005
+    policy = resolve_overrides(tuned, Cell("brpo-ind", "tag", "expert", 0))["policy"]
+    assert policy["beta"] == 0.005 and policy["weighting"] == "vds"
+    assert "weighting" not in resolve_overrides(tuned, Cell("brpo-ind", "tag", "medium", 0))["policy"]
+    assert alpha_job.root(tmp_path).name == "alpha=10"   # the baselines' finished jobs keep their paths
 
 
 def test_the_shipped_tuned_values_are_valid_fields_of_each_method():

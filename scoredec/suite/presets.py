@@ -261,17 +261,27 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
+OMSD_FAMILY = ("omsd", "brpo-ind", "brpo-ctde", "brpo-jal")
+"""The score-regularized methods: they share OMSD's tuned beta and weighting."""
+
+
 def apply_tuned(preset: Preset, path: Path = TUNED_CONFIG) -> Preset:
     """The preset with the values `scoredec suite tune` chose (if that file exists): OMSD's
-    beta per quality for the whole OMSD family, and each baseline's searched field."""
+    beta (and weighting) per quality for the whole OMSD family, and each baseline's searched
+    field."""
     if not Path(path).is_file():
         log.info("%s: no tuned values yet; preset %s uses its defaults", path, preset.name)
         return preset
     chosen = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("chosen", {})
     beta = dict(preset.beta)
+    quality_overrides = {m: dict(v) for m, v in preset.quality_overrides.items()}
     for quality, fields in chosen.get("omsd", {}).items():
         beta[quality] = float(fields["policy.beta"])
-    quality_overrides = {m: dict(v) for m, v in preset.quality_overrides.items()}
+        if "policy.weighting" in fields:   # the OMSD family regularizes with one weighting
+            for method in OMSD_FAMILY:
+                quality_overrides.setdefault(method, {})[quality] = merge(
+                    quality_overrides.get(method, {}).get(quality, {}),
+                    {"policy": {"weighting": fields["policy.weighting"]}})
     for method, per_quality in chosen.items():
         if method.startswith("brpo-") or method == "omsd":
             continue

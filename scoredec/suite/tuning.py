@@ -2,7 +2,8 @@
 
 One hyperparameter per method, three candidate values around the published one, on one task
 (spread) and one seed (TUNE_SEED, never a reported seed), trained exactly like a cpu-preset
-cell. The best value per method and quality (highest final normalized score; no
+cell. OMSD's beta is searched with each of its score weightings (WEIGHTINGS_SEARCHED: which
+weighting suits a data quality is measured, DESIGN.md 1.5), the same beta values for each. The best value per method and quality (highest final normalized score; no
 best-checkpoint, no evaluation seed) goes to configs/tuned/cpu.yaml, which the cpu preset
 reads. The BRPO ablations take OMSD's beta: they are OMSD with one part changed, so the same
 beta isolates that part. BC has nothing to tune.
@@ -47,8 +48,12 @@ SEARCH: dict[str, tuple[str, dict[str, tuple[float, ...]]]] = {
 }
 """method -> (dotted config field, quality -> candidate values)."""
 
+WEIGHTING_FIELD = "policy.weighting"
+WEIGHTINGS_SEARCHED = {"omsd": ("score", "vds")}
+"""method -> score weightings each of its values is tried with (DESIGN.md 1.5)."""
+
 SHARES_BETA = ("brpo-ind", "brpo-ctde", "brpo-jal")
-"""Methods that take OMSD's chosen beta."""
+"""Methods that take OMSD's chosen beta (and weighting)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +61,25 @@ class Job:
     method: str
     quality: str
     value: float
+    weighting: str | None = None   # OMSD's score weighting of this job
 
     @property
     def field(self) -> str:
         return SEARCH[self.method][0]
 
+    @property
+    def fields(self) -> dict:
+        """The dotted fields this job sets."""
+        out = {} if self.weighting is None else {WEIGHTING_FIELD: self.weighting}
+        return {**out, self.field: self.value}
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in self.fields.items())
+
     def root(self, root: Path) -> Path:
-        return Path(root) / "tuning" / self.method / f"{self.field}={self.value:g}"
+        return Path(root) / "tuning" / self.method / self.label
 
     @property
     def cell(self) -> Cell:
@@ -78,7 +95,8 @@ def jobs(methods=None, qualities=None) -> list[Job]:
         for quality, values in grid.items():
             if qualities and quality not in qualities:
                 continue
-            out += [Job(method, quality, float(v)) for v in values]
+            for weighting in WEIGHTINGS_SEARCHED.get(method, (None,)):
+                out += [Job(method, quality, float(v), weighting) for v in values]
     return out
 
 
@@ -95,7 +113,13 @@ def job_preset(job: Job, base: Preset | None = None) -> Preset:
     base = dataclasses.replace(base, tasks=(TUNE_TASK,), seeds=(TUNE_SEED,),
                                qualities=(job.quality,))
     if job.field == "policy.beta":
-        return dataclasses.replace(base, beta={**base.beta, job.quality: job.value})
+        base = dataclasses.replace(base, beta={**base.beta, job.quality: job.value})
+        if job.weighting is None:
+            return base
+        quality_overrides = {m: dict(v) for m, v in base.quality_overrides.items()}
+        quality_overrides.setdefault(job.method, {})[job.quality] = _nested(WEIGHTING_FIELD,
+                                                                           job.weighting)
+        return dataclasses.replace(base, quality_overrides=quality_overrides)
     quality_overrides = {m: dict(v) for m, v in base.quality_overrides.items()}
     quality_overrides.setdefault(job.method, {})[job.quality] = _nested(job.field, job.value)
     return dataclasses.replace(base, quality_overrides=quality_overrides)
@@ -119,17 +143,17 @@ def run_tuning(root: Path, *, methods=None, qualities=None, shard: str | None = 
         if is_done(jroot, job.cell):
             continue
         try:
-            siblings = tuple(Job(job.method, job.quality, float(v)).root(root)
-                             for v in SEARCH[job.method][1][job.quality] if float(v) != job.value)
+            # every job of the group trains the same behaviour model and critic
+            siblings = tuple(j.root(root) for j in jobs((job.method,), (job.quality,)) if j != job)
             rec = run_cell(job.cell, job_preset(job), jroot, resume=resume, progress=progress,
                            data_root=Path(root) / "tuning", donor_roots=siblings)
         except Exception as err:  # one bad job must not stop the search
-            log.error("[%d/%d] tune %s %s=%g FAILED: %s: %s", i, len(todo), job.cell.key,
-                      job.field, job.value, type(err).__name__, err)
-            failures.append(f"{job.cell.key} {job.field}={job.value:g}")
+            log.error("[%d/%d] tune %s %s FAILED: %s: %s", i, len(todo), job.cell.key,
+                      job.label, type(err).__name__, err)
+            failures.append(f"{job.cell.key} {job.label}")
             continue
-        log.info("[%d/%d] tune %s %s=%g: normalized %.1f", i, len(todo), job.cell.key, job.field,
-                 job.value, rec["normalized_mean"])
+        log.info("[%d/%d] tune %s %s: normalized %.1f", i, len(todo), job.cell.key, job.label,
+                 rec["normalized_mean"])
     return failures
 
 
@@ -140,18 +164,20 @@ def choose(root: Path, out: Path = TUNED_CONFIG) -> dict:
     chosen: dict[str, dict[str, dict]] = {}
     evidence: dict[str, dict[str, dict[str, float]]] = {}
     for method, (field, grid) in SEARCH.items():
-        for quality, values in grid.items():
+        for quality in grid:
+            group = jobs((method,), (quality,))
             scores = {}
-            for value in values:
-                job = Job(method, quality, float(value))
+            for job in group:
                 path = job.root(root) / "cells" / f"{job.cell.key}.json"
                 if path.is_file():
-                    scores[float(value)] = json.loads(path.read_text())["normalized_mean"]
-            if len(scores) < len(values):
+                    scores[job] = json.loads(path.read_text())["normalized_mean"]
+            if len(scores) < len(group):
                 continue
-            best = max(scores, key=lambda v: scores[v])
-            chosen.setdefault(method, {})[quality] = {field: best}
-            evidence.setdefault(method, {})[quality] = {f"{v:g}": round(s, 2) for v, s in scores.items()}
+            best = max(scores, key=lambda j: scores[j])   # the first of equals, in search order
+            chosen.setdefault(method, {})[quality] = best.fields
+            evidence.setdefault(method, {})[quality] = {
+                (f"{j.weighting},{j.value:g}" if j.weighting else f"{j.value:g}"): round(s, 2)
+                for j, s in scores.items()}
     for method in SHARES_BETA:
         if "omsd" in chosen:
             chosen[method] = {q: dict(v) for q, v in chosen["omsd"].items()}
