@@ -40,7 +40,7 @@ def test_points_are_written_once_and_resume(tiny):
         assert r["behaviour"]["closed_loop"]["episodes"] == 2
         assert r["actors_normalized"][0] is not None
     # the last point's snapshot is the finished model of the long run: its weight average
-    last = load_product(root / "run" / "curve" / "step-000000040", "behavior").module
+    last = load_product(root / "run" / "curve" / "step-000000040" / "actors", "behavior").module
     final = load_product(root / "run", "behavior").module
     for a, b in zip(last.state_dict().values(), final.state_dict().values()):
         assert (a == b).all()
@@ -53,3 +53,23 @@ def test_steps_must_be_a_multiple_of_every(tiny):
     with pytest.raises(ValueError, match="multiple"):
         main(["--data", str(data), "--config", str(root / "cfg.yaml"), "--run", str(root / "r2"),
               "--steps", "30", "--every", "20", "--out", str(root / "x.jsonl")])
+
+
+def test_a_second_policy_config_reuses_the_snapshots(tiny):
+    root, data = tiny
+    from scoredec.config import load_config
+
+    cfg = load_config(TrainConfig, root / "cfg.yaml")
+    save_config(type(cfg)(**{**cfg.__dict__, "policy": PolicyConfig(hidden=8, layers=1,
+                                                                    batch_size=16, steps=7)}),
+                root / "cfg7.yaml")
+    args = ["--data", str(data), "--run", str(root / "run"), "--steps", "40", "--every", "20",
+            "--episodes", "2"]
+    main(args + ["--config", str(root / "cfg.yaml"), "--out", str(root / "c.jsonl")])
+    before = (root / "run" / "checkpoints").stat().st_mtime_ns
+    main(args + ["--config", str(root / "cfg7.yaml"), "--out", str(root / "c7.jsonl"),
+                 "--tag", "steps7"])
+    assert len((root / "c7.jsonl").read_text().splitlines()) == 2
+    assert (root / "run" / "checkpoints").stat().st_mtime_ns == before   # no behaviour retraining
+    policy = load_product(root / "run" / "curve" / "step-000000020" / "steps7", "policy")
+    assert policy.config.policy.steps == 7

@@ -4,12 +4,14 @@
     python -m scoredec.experiments.learning_curve --data D.h5 --config C.yaml --run R \\
         --steps 100000 --every 10000 --out results/curves/NAME.jsonl [--budget-minutes 20]
 
-The behaviour stage trains once with --behavior.steps = steps (one cosine schedule over the whole
-run) through pipeline.train's budget, stopping at each multiple of `every`. At each stop the
+The behaviour stage trains once with --behavior.steps = steps (one schedule over the whole run)
+through pipeline.train's budget, stopping at each multiple of `every`. At each stop the
 checkpoint's weight average becomes a snapshot model in R/curve/step-NNNNNNNNN/, next to a copy
-of the run's critic (trained once, as the config says); stage 2 trains there with the config's
-policy settings, and one JSON line per point goes to --out (appended, atomic per line: a point
-already in the file is skipped, so a stopped sitting continues where it stopped).
+of the run's critic (trained once, as the config says); stage 2 trains in its subfolder --tag
+with the config's policy settings, and one JSON line per point goes to --out (appended, one whole
+line per point: a point already in the file is skipped, so a stopped sitting continues where it
+stopped). The long run itself ignores the config's policy section, so a second --config that
+differs only there (and a new --tag and --out) reuses its snapshots.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from scoredec.checkpoint import checkpoint_paths, is_complete, load_checkpoint
 from scoredec.config import load_config
 from scoredec.pipeline import (TrainConfig, build_behavior, load_actors, load_product, product_stem,
                                save_product, spec_from_meta, train)
+from scoredec.policy import PolicyConfig
 from scoredec.rollout import evaluate
 from scoredec.training import EMA, checkpoint_tag
 
@@ -44,12 +47,12 @@ def done_points(out: Path) -> set[int]:
     return {json.loads(line)["step"] for line in out.read_text().splitlines() if line.strip()}
 
 
-def snapshot(run: Path, cfg: TrainConfig, step: int, origin: dict, spec) -> Path:
-    """R/curve/step-N with the behaviour model of checkpoint `step` (its weight average when the
-    config keeps one) and the run's critic, as finished products."""
-    point = run / "curve" / f"step-{step:09d}"
-    point.mkdir(parents=True, exist_ok=True)
-    if not is_complete(product_stem(point, "behavior")):
+def snapshot(run: Path, cfg: TrainConfig, step: int, origin: dict, spec, tag: str) -> Path:
+    """R/curve/step-N/TAG with the behaviour model of checkpoint `step` (its weight average when
+    the config keeps one) and the run's critic, as finished products (kept once in step-N)."""
+    base = run / "curve" / f"step-{step:09d}"
+    base.mkdir(parents=True, exist_ok=True)
+    if not is_complete(product_stem(base, "behavior")):
         model = build_behavior(spec, cfg)
         modules = {"behavior": model}
         ema = EMA(model, cfg.behavior.ema) if cfg.behavior.ema > 0 else None
@@ -59,23 +62,29 @@ def snapshot(run: Path, cfg: TrainConfig, step: int, origin: dict, spec) -> Path
                         global_rng=False)
         if ema is not None:
             ema.copy_to(model)
-        save_product(point, "behavior", model, spec, cfg, origin)
-    for src, dst in zip(checkpoint_paths(product_stem(run, "critic")),
-                        checkpoint_paths(product_stem(point, "critic"))):
-        if not dst.is_file():
-            shutil.copyfile(src, dst)
+        save_product(base, "behavior", model, spec, cfg, origin)
+    point = base / tag
+    point.mkdir(exist_ok=True)
+    for stage in ("behavior", "critic"):
+        source = base if stage == "behavior" else run
+        for src, dst in zip(checkpoint_paths(product_stem(source, stage)),
+                            checkpoint_paths(product_stem(point, stage))):
+            if not dst.is_file():
+                shutil.copyfile(src, dst)
     return point
 
 
 def run_curve(data: Path, cfg: TrainConfig, run: Path, steps: int, every: int, out: Path,
-              budget_seconds: float | None = None, episodes: int = 100) -> list[dict]:
+              budget_seconds: float | None = None, episodes: int = 100,
+              tag: str = "actors") -> list[dict]:
     """Train and judge until `steps` or the time budget; returns the points written now."""
     if steps % every:
         raise ValueError(f"--steps {steps} must be a multiple of --every {every}")
     cfg = dataclasses.replace(cfg, behavior=dataclasses.replace(cfg.behavior, steps=steps),
                               checkpoint_every=every)
+    long_run = dataclasses.replace(cfg, policy=PolicyConfig())   # stage 1 only: policy unused
     start = time.monotonic()
-    train(data, cfg, run, stages=("critic",), resume=True, progress=False)
+    train(data, long_run, run, stages=("critic",), resume=True, progress=False)
     written = []
     for step in range(every, steps + 1, every):
         if step in done_points(out):
@@ -87,12 +96,12 @@ def run_curve(data: Path, cfg: TrainConfig, run: Path, steps: int, every: int, o
         have = max((int(p.stem.split("-")[-1]) for p in (run / "checkpoints").glob("behavior-*.json")),
                    default=0)
         if have < step and not is_complete(product_stem(run, "behavior")):
-            train(data, cfg, run, stages=("behavior",), resume=True, progress=False,
+            train(data, long_run, run, stages=("behavior",), resume=True, progress=False,
                   budget=step - have)
         meta = json.loads(Path(f"{product_stem(run, 'critic')}.json").read_text())["meta"]
         origin = {"data": meta["data"], "env_id": meta["env_id"]}
         spec = spec_from_meta(meta["spec"])
-        point = snapshot(run, cfg, step, origin, spec)
+        point = snapshot(run, long_run, step, origin, spec, tag)
         train(data, cfg, point, stages=("policy",), resume=True, progress=False)
         actors, _ = load_actors(point)
         result = evaluate(actors, origin["env_id"], episodes, min(episodes, 100), EVAL_SEED)
@@ -124,13 +133,15 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=10_000, help="steps between judged points")
     p.add_argument("--out", required=True, help="JSON lines file of the points (appended)")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per point")
+    p.add_argument("--tag", default="actors", help="subfolder of each snapshot for its actors")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="stop starting new points after this long (resume by running again)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(TrainConfig, args.config)
     run_curve(Path(args.data), cfg, Path(args.run), args.steps, args.every, Path(args.out),
-              None if args.budget_minutes is None else 60 * args.budget_minutes, args.episodes)
+              None if args.budget_minutes is None else 60 * args.budget_minutes, args.episodes,
+              args.tag)
     return 0
 
 
