@@ -540,8 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--shard splits it) before the cpu grid.")
     p.add_argument("action", nargs="?", default="run", choices=("run", "table", "tune"),
                    help="run the grid; only regenerate the table; or run the fair-tuning search "
-                        "(one field per method, 3 values per quality on spread, seed 100) and "
-                        "write configs/tuned/cpu.yaml, which the cpu presets read")
+                        "(one field per method, 3 values per quality on spread, seed 100; OMSD's beta "
+                        "with each score weighting) and write configs/tuned/cpu.yaml, which the "
+                        "cpu presets read")
     p.add_argument("--preset", default="smoke", choices=preset_names(),
                    help="grid and sizes: smoke (CI), cpu (2-core table), paper (GPU, paper sizes)")
     p.add_argument("--methods", nargs="+", help="methods (default: every registered method)")

@@ -43,18 +43,23 @@ def curve_markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def curve_plot(rows: list[dict], path: Path, title: str) -> None:
+def curve_plot(curves: dict[str, list[dict]], path: Path, title: str) -> None:
+    """curves: label -> rows of one curve file. The behaviour model's line comes from the first
+    (the files share one long run); each file adds its actors' line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(rows, key=lambda r: r["step"])
-    steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for key, label in (("behaviour_normalized", "behaviour model (centralized sampler)"),
-                       ("actors_normalized", "OMSD actors (decentralized)")):
-        ax.plot(steps, [r[key][0] for r in rows], marker="o", label=label)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, (name, rows) in enumerate(curves.items()):
+        rows = sorted(rows, key=lambda r: r["step"])
+        steps = [r["step"] for r in rows]
+        if i == 0:
+            ax.plot(steps, [r["behaviour_normalized"][0] for r in rows], marker="o", color="k",
+                    label="behaviour model (centralized sampler)")
+        ax.plot(steps, [r["actors_normalized"][0] for r in rows], marker="s",
+                label=f"OMSD actors, {name}")
     ax.set_xlabel("behaviour optimizer steps")
     ax.set_ylabel("normalized score (100 episodes)")
     ax.set_title(title)
@@ -70,16 +75,18 @@ def curve_plot(rows: list[dict], path: Path, title: str) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="*", help="ablation JSON lines files")
-    p.add_argument("--curve", help="a learning-curve JSON lines file")
-    p.add_argument("--plot", help="with --curve: write its plot here (PNG)")
+    p.add_argument("--curve", action="append", default=[],
+                   help="a learning-curve JSON lines file (repeat for several stage-2 settings of "
+                        "one long run)")
+    p.add_argument("--plot", help="with --curve: write the curves' plot here (PNG)")
     args = p.parse_args(argv)
     for f in args.files:
         print(f"{f}:\n\n{ablation_markdown(read_rows(Path(f)))}\n")
-    if args.curve:
-        rows = read_rows(Path(args.curve))
-        print(curve_markdown(rows))
-        if args.plot:
-            curve_plot(rows, Path(args.plot), Path(args.curve).stem)
+    curves = {Path(c).stem: read_rows(Path(c)) for c in args.curve}
+    for name, rows in curves.items():
+        print(f"{name}:\n\n{curve_markdown(rows)}\n")
+    if curves and args.plot:
+        curve_plot(curves, Path(args.plot), "spread expert, seed 0: behaviour steps vs score")
     return 0
 
 
