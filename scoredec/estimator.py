@@ -69,7 +69,7 @@ class TimeDraw:
         self.weighting, self.t_min, self.t_max, self.draw, self.vp = weighting, t_min, t_max, draw, vp
         self.normalizer = float(self._cumulative(NORMALIZER_CELLS)[1][-1])  # Z = int pull dt
         grid, cdf = self._cumulative(CDF_CELLS)
-        self._grid, self._cdf = grid, cdf / cdf[-1]
+        self._tables = {torch.device("cpu"): (grid, cdf / cdf[-1])}   # per device: no copy per step
 
     def _cumulative(self, cells: int) -> tuple[Tensor, Tensor]:
         """(grid [cells + 1], trapezoid integral of pull from t_min to each grid point), float64."""
@@ -82,8 +82,9 @@ class TimeDraw:
         """u ~ U(0, 1) of any shape -> t of the same shape, dtype and device."""
         if self.draw == "uniform":
             return self.t_min + (self.t_max - self.t_min) * u
-        cdf = self._cdf.to(u.device)
-        grid = self._grid.to(u.device)
+        if u.device not in self._tables:
+            self._tables[u.device] = tuple(x.to(u.device) for x in self._tables[torch.device("cpu")])
+        grid, cdf = self._tables[u.device]
         u64 = u.to(torch.float64)
         i = torch.searchsorted(cdf, u64.contiguous(), right=True).clamp(1, CDF_CELLS)
         lo, hi = cdf[i - 1], cdf[i]
