@@ -99,12 +99,7 @@ class PerAgentStage1:
             z = torch.randn(rows, d, generator=generator, device=DEVICE)
             x_t = self.vp.noise(x0[k], t, z)
             out = net(x_t[None], t[None], cond[k:k + 1])[0]
-            if net.prediction == "edm":
-                skip, c_out = net.edm_coefficients(t)
-                target = (x0[k] - skip[:, None] * x_t) / c_out[:, None]
-            else:
-                target = x0[k] if net.prediction == "x0" else z
-            loss = ((out - target) ** 2 * self.mask[k]).sum(-1).mean()
+            loss = ((out - net.training_target(x0[k], z, x_t, t)) ** 2 * self.mask[k]).sum(-1).mean()
             self.opts[k].zero_grad(set_to_none=True)
             loss.backward()
             self.opts[k].step()

@@ -105,14 +105,9 @@ class BehaviorModel(nn.Module):
                                        t.reshape(-1), self.net.freqs.to(x0.dtype),
                                        beta_0=self.vp.beta_0, beta_1=self.vp.beta_1,
                                        backend=backend)
-        out = self.net.forward_embedded(x_t.view(m, batch, d), fourier.view(m, batch, -1), cond)
-        if self.net.prediction == "edm":
-            # ||x0_hat - a||^2 / c_out^2 = ||F - (a - c_skip x_t / alpha) / c_out||^2: F's
-            # target has unit scale at every t (EDM's loss weight lambda = 1 / c_out^2).
-            skip, c_out = self.net.edm_coefficients(t)
-            target = (x0 - skip[..., None] * x_t.view(m, batch, d)) / c_out[..., None]
-        else:
-            target = x0 if self.net.prediction == "x0" else z
+        x_t = x_t.view(m, batch, d)
+        out = self.net.forward_embedded(x_t, fourier.view(m, batch, -1), cond)
+        target = self.net.training_target(x0, z, x_t, t)
         err = ((out - target) ** 2 * self.x_mask.to(out.dtype)).sum(-1)
         return err.mean(dim=1).sum()
 

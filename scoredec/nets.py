@@ -168,8 +168,9 @@ class ScoreNet(nn.Module):
     x_dim: int
     cond_dim: int
     models: int
-    prediction: str = "eps"
-    vp: sde.VPSDE = sde.VPSDE()
+    prediction: str        # set by _init_prediction
+    vp: sde.VPSDE
+    sigma_data: float
 
     def _init_time(self, models: int, generator: torch.Generator | None,
                    fourier_scale: float = sde.FOURIER_SCALE) -> None:
@@ -198,6 +199,18 @@ class ScoreNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
         return self.forward_embedded(x, self.fourier(t), cond, models)
+
+    def training_target(self, x0: Tensor, z: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """What the output regresses on at x_t = alpha_t x0 + sigma_t z (x0, z, x [..., dx],
+        t [...]): z (eps), x0 (x0, weight 1 at every t), or for EDM (x0 - c_skip x_t / alpha) /
+        c_out, so that ||F - target||^2 = ||x0_hat - x0||^2 / c_out^2: F's target has unit scale
+        at every t (EDM's loss weight lambda = 1 / c_out^2)."""
+        if self.prediction == "eps":
+            return z
+        if self.prediction == "x0":
+            return x0
+        skip, c_out = self.edm_coefficients(t)
+        return (x0 - skip[..., None] * x) / c_out[..., None]
 
     def x0_from_output(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
         """The clean action the network's output at (x [..., dx], t [...]) stands for."""
@@ -289,7 +302,8 @@ def make_score_net(arch: str, models: int, x_dim: int, cond_dim: int, in_mask: T
                    fourier_scale: float = sde.FOURIER_SCALE, vp: sde.VPSDE = sde.VPSDE(),
                    sigma_data: float = SIGMA_DATA, generator: torch.Generator | None = None) -> ScoreNet:
     """arch: 'resnet' (hidden = H, blocks = B; ReLU) or 'compact' (hidden = width; activation,
-    default Mish). prediction: what the network outputs, eps or the clean action x0."""
+    default Mish). prediction: what the network outputs (PREDICTIONS: eps, the clean action x0, or
+the EDM-preconditioned residual)."""
     common = {"prediction": prediction, "fourier_scale": fourier_scale, "vp": vp,
               "sigma_data": sigma_data}
     if arch == "resnet":

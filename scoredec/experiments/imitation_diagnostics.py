@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-# The denoising table is the stage-1 report's (scoredec/behaviour_report.py); imported here so
-# that both say the same thing about one model.
-from scoredec.behaviour_report import NOISE_LEVELS, denoising_by_noise_level  # noqa: F401
+# The denoising table is the stage-1 report's (scoredec/behaviour_report.py), so that both say
+# the same thing about one model.
+from scoredec.behaviour_report import denoising_by_noise_level
 
 MAGNITUDE_BINS = (0.0, 0.2, 0.6, 1.0, float("inf"))
 """Edges of the |a| bins (per agent, Euclidean over its action dims)."""

@@ -26,14 +26,16 @@ from pathlib import Path
 
 import torch
 
-from scoredec.behaviour_report import behaviour_report, summary_for_cell
+from scoredec.behavior import BehaviorStage
 from scoredec.checkpoint import checkpoint_paths, is_complete, load_checkpoint
 from scoredec.config import load_config
-from scoredec.pipeline import (TrainConfig, build_behavior, load_actors, load_product, product_stem,
-                               save_product, spec_from_meta, train)
+from scoredec.io import atomic_write_json
+from scoredec.pipeline import (TrainConfig, build_behavior, load_actors, product_stem, save_product,
+                               spec_from_meta, train)
 from scoredec.policy import PolicyConfig
 from scoredec.rollout import evaluate
-from scoredec.training import EMA, checkpoint_tag
+from scoredec.suite.run_cell import cell_behaviour_report
+from scoredec.training import checkpoint_tag
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,10 @@ def snapshot(run: Path, cfg: TrainConfig, step: int, origin: dict, spec, tag: st
     base.mkdir(parents=True, exist_ok=True)
     if not is_complete(product_stem(base, "behavior")):
         model = build_behavior(spec, cfg)
-        modules = {"behavior": model}
-        ema = EMA(model, cfg.behavior.ema) if cfg.behavior.ema > 0 else None
-        if ema is not None:
-            modules["behavior_ema"] = ema
-        load_checkpoint(run / "checkpoints" / checkpoint_tag("behavior", step), modules=modules,
-                        global_rng=False)
-        if ema is not None:
-            ema.copy_to(model)
+        stage = BehaviorStage(model, cfg.behavior)   # its modules are what the checkpoint holds
+        load_checkpoint(run / "checkpoints" / checkpoint_tag("behavior", step),
+                        modules=stage.modules, global_rng=False)
+        stage.finish()                               # the weight average becomes the model
         save_product(base, "behavior", model, spec, cfg, origin)
     point = base / tag
     point.mkdir(exist_ok=True)
@@ -72,6 +70,18 @@ def snapshot(run: Path, cfg: TrainConfig, step: int, origin: dict, spec, tag: st
             if not dst.is_file():
                 shutil.copyfile(src, dst)
     return point
+
+
+def snapshot_report(base: Path, data: Path, env_id: str, episodes: int) -> dict:
+    """The stage-1 report of snapshot `base`, computed once and kept in base/ (it does not depend
+    on the stage-2 settings that share the snapshot)."""
+    path = base / f"behaviour_report-{episodes}ep.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    report = cell_behaviour_report(base, data, env_id, episodes, min(episodes, 100), EVAL_SEED,
+                                   "cpu")
+    atomic_write_json(path, report)
+    return report
 
 
 def run_curve(data: Path, cfg: TrainConfig, run: Path, steps: int, every: int, out: Path,
@@ -105,10 +115,7 @@ def run_curve(data: Path, cfg: TrainConfig, run: Path, steps: int, every: int, o
         train(data, cfg, point, stages=("policy",), resume=True, progress=False)
         actors, _ = load_actors(point)
         result = evaluate(actors, origin["env_id"], episodes, min(episodes, 100), EVAL_SEED)
-        behavior = load_product(point, "behavior").module
-        report = summary_for_cell(behaviour_report(behavior, data, origin["env_id"],
-                                                   episodes=episodes,
-                                                   num_envs=min(episodes, 100), seed=EVAL_SEED))
+        report = snapshot_report(point.parent, data, origin["env_id"], episodes)
         row = {"step": step, "actors_normalized": [result.get("normalized_mean"),
                                                    result.get("normalized_std")],
                "behaviour_normalized": [report["closed_loop"].get("normalized_mean"),

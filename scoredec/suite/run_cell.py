@@ -31,8 +31,9 @@ from scoredec.suite.grid import Cell, cell_path
 from scoredec.suite.presets import Preset
 from scoredec.suite.share import adopt_shared_stages
 
-__all__ = ["dataset_path", "ensure_dataset", "has_behaviour_model", "config_class", "resolve_overrides", "run_cell",
-           "run_summary", "hardware", "versions", "estimate_seconds", "CURVE_POINTS"]
+__all__ = ["dataset_path", "ensure_dataset", "has_behaviour_model", "config_class",
+           "resolve_overrides", "run_cell", "cell_behaviour_report", "run_summary", "hardware",
+           "versions", "estimate_seconds", "CURVE_POINTS"]
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 One hyperparameter per method, three candidate values around the published one, on one task
 (spread) and one seed (TUNE_SEED, never a reported seed), trained exactly like a cpu-preset
 cell. OMSD's beta is searched with each of its score weightings (WEIGHTINGS_SEARCHED: which
-weighting suits a data quality is measured, DESIGN.md 1.5), the same beta values for each. The best value per method and quality (highest final normalized score; no
-best-checkpoint, no evaluation seed) goes to configs/tuned/cpu.yaml, which the cpu preset
-reads. The BRPO ablations take OMSD's beta: they are OMSD with one part changed, so the same
+weighting suits a data quality is measured, DESIGN.md 1.5), the same beta values for each.
+The best value per method and quality (highest final normalized score; no best-checkpoint, no
+evaluation seed) goes to configs/tuned/cpu.yaml, which the cpu preset reads. The BRPO ablations take OMSD's beta: they are OMSD with one part changed, so the same
 beta isolates that part. BC has nothing to tune.
 
 Cells live under <root>/tuning/<method>/<param>=<value>/cells/ (a normal suite root each:
@@ -25,7 +25,8 @@ import yaml
 
 from scoredec.io import atomic_write_text
 from scoredec.suite.grid import Cell, is_done, parse_shard
-from scoredec.suite.presets import TUNED_CONFIG, Preset, get_preset
+from scoredec.methods import merge
+from scoredec.suite.presets import OMSD_FAMILY, TUNED_CONFIG, Preset, get_preset
 
 __all__ = ["SEARCH", "TUNE_TASK", "TUNE_SEED", "jobs", "job_preset", "run_tuning", "choose"]
 
@@ -52,7 +53,7 @@ WEIGHTING_FIELD = "policy.weighting"
 WEIGHTINGS_SEARCHED = {"omsd": ("score", "vds")}
 """method -> score weightings each of its values is tried with (DESIGN.md 1.5)."""
 
-SHARES_BETA = ("brpo-ind", "brpo-ctde", "brpo-jal")
+SHARES_BETA = tuple(m for m in OMSD_FAMILY if m != "omsd")
 """Methods that take OMSD's chosen beta (and weighting)."""
 
 
@@ -112,16 +113,16 @@ def job_preset(job: Job, base: Preset | None = None) -> Preset:
     base = base or get_preset("cpu", tuned=False)
     base = dataclasses.replace(base, tasks=(TUNE_TASK,), seeds=(TUNE_SEED,),
                                qualities=(job.quality,))
-    if job.field == "policy.beta":
-        base = dataclasses.replace(base, beta={**base.beta, job.quality: job.value})
-        if job.weighting is None:
-            return base
-        quality_overrides = {m: dict(v) for m, v in base.quality_overrides.items()}
-        quality_overrides.setdefault(job.method, {})[job.quality] = _nested(WEIGHTING_FIELD,
-                                                                           job.weighting)
-        return dataclasses.replace(base, quality_overrides=quality_overrides)
+    overrides: dict = {}
+    for field, value in job.fields.items():
+        if field == "policy.beta":   # the preset's per-quality beta of the OMSD family
+            base = dataclasses.replace(base, beta={**base.beta, job.quality: value})
+        else:
+            overrides = merge(overrides, _nested(field, value))
+    if not overrides:
+        return base
     quality_overrides = {m: dict(v) for m, v in base.quality_overrides.items()}
-    quality_overrides.setdefault(job.method, {})[job.quality] = _nested(job.field, job.value)
+    quality_overrides.setdefault(job.method, {})[job.quality] = overrides
     return dataclasses.replace(base, quality_overrides=quality_overrides)
 
 
@@ -163,7 +164,7 @@ def choose(root: Path, out: Path = TUNED_CONFIG) -> dict:
     (method, quality) with unfinished jobs is left out, so the preset keeps its default."""
     chosen: dict[str, dict[str, dict]] = {}
     evidence: dict[str, dict[str, dict[str, float]]] = {}
-    for method, (field, grid) in SEARCH.items():
+    for method, (_, grid) in SEARCH.items():
         for quality in grid:
             group = jobs((method,), (quality,))
             scores = {}
