@@ -54,6 +54,42 @@ def test_loss_matches_per_agent_loop(mode, arch, recipe):
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+def test_condition_noise_moves_only_the_earlier_actions_in_the_conditions():
+    # Conditioning augmentation (cond_noise): model k sees a_<k + s u, its target stays a_k.
+    gen = torch.Generator().manual_seed(3)
+    model = BehaviorModel(SPEC, "sequential", small_cfg("compact", cond_noise=0.3, prediction="x0"),
+                          order=(2, 0, 1)).double().eval()
+    obs, act = random_batch(SPEC, 23, gen)
+    lay = model.layout
+    t = torch.rand(lay.models, 23, generator=gen, dtype=torch.float64) * 0.99 + 0.01
+    z = torch.randn(lay.models, 23, lay.x_dim, generator=gen, dtype=torch.float64)
+    u = torch.randn(act.shape, generator=gen, dtype=torch.float64)
+    got = model.loss(obs, act, noise=(t, z, u))
+    alpha, sigma = sde.VPSDE().alpha_sigma(t)
+    x_t = alpha[..., None] * lay.targets(act) + sigma[..., None] * z
+    out = reference_epsilon(model, x_t, t, obs, act + 0.3 * u * SPEC.act_mask())
+    sq = ((out - lay.targets(act)) * lay.x_mask()[:, None, :].double()) ** 2
+    torch.testing.assert_close(got, sq.sum(-1).mean(1).sum(), rtol=1e-10, atol=1e-12)
+    # The noise in padded action columns reaches nothing; without noise the loss differs.
+    padded = u + 5.0 * ~SPEC.act_mask()
+    torch.testing.assert_close(model.loss(obs, act, noise=(t, z, padded)), got, rtol=1e-12, atol=0)
+    assert not torch.isclose(model.loss(obs, act, noise=(t, z, 0 * u)), got)
+
+
+def test_condition_noise_is_drawn_only_where_conditions_hold_actions():
+    from scoredec.behavior import BehaviorStage
+    from scoredec.data.tensors import Batch
+    obs, act = random_batch(SPEC, 5, torch.Generator().manual_seed(4))
+    batch = Batch(obs=obs, actions=act, rewards=None, next_obs=None, terminals=None)
+    for mode, cond_noise, drawn in [("sequential", 0.1, 3), ("sequential", 0.0, 2),
+                                    ("marginal", 0.1, 2), ("joint", 0.1, 2)]:
+        cfg = small_cfg("compact", cond_noise=cond_noise)
+        stage = BehaviorStage(BehaviorModel(SPEC, mode, cfg).double(), cfg)
+        noise = stage.draw_noise(batch, torch.Generator().manual_seed(0))
+        assert len(noise) == drawn, (mode, cond_noise)
+        assert torch.isfinite(stage.loss(batch, noise)[0])
+
+
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_sequential_sampler_matches_per_agent_loop(recipe):
     gen = torch.Generator().manual_seed(2)

@@ -45,11 +45,11 @@ def test_ema_resumes_from_its_state_dict():
 
 def test_products_saved_before_the_recipe_fields_rebuild_as_trained():
     saved = config_to_dict(TrainConfig())
-    for key in ("prediction", "activation", "fourier_scale", "ema"):
+    for key in ("prediction", "activation", "fourier_scale", "ema", "cond_noise"):
         del saved["behavior"][key]
     saved["behavior"]["arch"] = "compact"
     cfg = config_from_dict(TrainConfig, saved_train_config(saved))
     b = cfg.behavior
-    assert (b.prediction, b.activation, b.fourier_scale, b.ema) == ("eps", "mish", 30.0, 0.0)
+    assert (b.prediction, b.activation, b.fourier_scale, b.ema, b.cond_noise) == ("eps", "mish", 30.0, 0.0, 0.0)
     today = config_from_dict(TrainConfig, saved_train_config(config_to_dict(TrainConfig())))
     assert today == TrainConfig()

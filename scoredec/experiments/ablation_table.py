@@ -25,7 +25,7 @@ def _score(pair) -> str:
 
 def ablation_markdown(rows: list[dict]) -> str:
     """One row per ablation line: name, changed flags, behaviour policy, actors, seconds."""
-    out = ["| row | flags (changed from the config) | behaviour model as a policy | OMSD actors | s |",
+    out = ["| row | flags (changed from the config) | behaviour model as a policy | actors | s |",
            "|---|---|---|---|---|"]
     for r in rows:
         flags = f"`{r['flags']}`" if r.get("flags") else "(the config)"
