@@ -286,3 +286,16 @@ def test_the_shipped_tuned_values_are_valid_fields_of_each_method():
                 config_with(classes[method], ov)
             else:
                 config_with(TrainConfig, ov, method=method, seed=0)
+
+
+def test_condition_noise_does_not_split_the_marginal_models_signature():
+    from scoredec.methods import config_with
+    from scoredec.pipeline import TrainConfig
+    from scoredec.suite.share import stage_signature
+
+    def signature(method, cond_noise):
+        cfg = config_with(TrainConfig, {"behavior": {"cond_noise": cond_noise}}, method=method, seed=0)
+        return stage_signature(cfg, "behavior", "d.h5")
+
+    assert signature("brpo-ind", 0.0) == signature("brpo-ctde", 0.2)
+    assert signature("omsd", 0.0) != signature("omsd", 0.2)

@@ -41,6 +41,8 @@ def stage_signature(cfg, stage: str, data: str | os.PathLike) -> dict | None:
         return None
     d = config_to_dict(cfg)
     order = d.get("order") if stage == "behavior" and kind == "sequential" else None
+    if stage == "behavior" and kind != "sequential":
+        d[stage].pop("cond_noise", None)   # only the sequential models condition on actions
     return {"stage": stage, "kind": kind, "config": d[stage], "order": order, "seed": cfg.seed,
             "device": d.get("device"), "data": str(Path(data).resolve())}
 
