@@ -25,6 +25,8 @@ import torch
 
 from benchutil import DEVICE, device_line, dtype_name, load_op, sequential_mask, speedup, versions, warmed
 
+from scoredec import sde
+from scoredec.behavior import sample_sequential, sequential_torch
 from scoredec.nets import CompactScoreNet, ResNetScoreNet
 from scoredec.ops import sampler as ss
 
@@ -67,6 +69,9 @@ class _CompiledNet(torch.nn.Module):
     def forward(self, x, t, cond, models=slice(None)):
         return self.fwd(x, t, cond, models)
 
+    def epsilon(self, x, t, cond, models=slice(None)):
+        return self.net.eps_from_output(self.fwd(x, t, cond, models), x, t)
+
 
 def _skip_reason(variant: str, arch: str, n: int, batch: int) -> str | None:
     if variant in ("triton", "cuda") and arch != "compact":
@@ -87,14 +92,15 @@ def _skip_reason(variant: str, arch: str, n: int, batch: int) -> str | None:
 
 
 def _runner(variant: str, net, obs, x_T):
+    solver = sde.make_solver(SOLVER, STEPS)
     if variant == "eager":
-        return lambda: ss.sample_sequential_torch(net, obs, x_T, None, STEPS, SOLVER, "logSNR", 0.0, 1.0)
+        return lambda: sequential_torch(net, obs, x_T, None, solver, 1.0)
     if variant == "compile":
         compiled = _CompiledNet(net, None)
-        return lambda: ss.sample_sequential_torch(compiled, obs, x_T, None, STEPS, SOLVER, "logSNR", 0.0, 1.0)
+        return lambda: sequential_torch(compiled, obs, x_T, None, solver, 1.0)
     if variant == "cuda-graph":
-        return lambda: ss.sample_sequential(net, obs, x_T, steps=STEPS, solver=SOLVER, backend="torch", graph=True)
-    return lambda: ss.sample_sequential(net, obs, x_T, steps=STEPS, solver=SOLVER, backend=variant)
+        return lambda: sample_sequential(net, obs, x_T, None, solver, backend="torch", graph=True)
+    return lambda: sample_sequential(net, obs, x_T, None, solver, backend=variant)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

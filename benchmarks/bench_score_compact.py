@@ -24,7 +24,6 @@ from benchutil import (DEVICE, device_line, dtype_name, load_op, score_variant, 
 
 from scoredec.nets import CompactScoreNet
 from scoredec.ops import score_compact as sc
-from scoredec.ops import score_eval_compact
 
 AGENTS = (3, 6)
 BATCHES = (1, 64, 512, 4096)  # rows per agent
@@ -40,8 +39,7 @@ def flops(m: int, batch: int, net: CompactScoreNet) -> int:
 
 
 def _make_fn(variant: str):
-    return score_variant(variant, score_eval_compact, sc.score_compact_torch, sc._triton_available,
-                         sc._cuda_available)
+    return score_variant(variant, sc._triton_available, sc._cuda_available)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

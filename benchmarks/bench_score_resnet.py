@@ -32,7 +32,6 @@ from benchutil import (DEVICE, QUICK, device_line, dtype_name, load_op, score_va
                        sequential_score_case, speedup, versions, warmed)
 
 from scoredec.nets import ResNetScoreNet
-from scoredec.ops import score_eval_resnet
 from scoredec.ops import score_resnet as sr
 
 # Rows per agent; the CPU keeps to modest sizes (torch variants only).
@@ -67,8 +66,7 @@ def min_bytes(m: int, batch: int, net: ResNetScoreNet, dtype: torch.dtype) -> in
 
 
 def _make_fn(variant: str):
-    return score_variant(variant, score_eval_resnet, sr.score_resnet_torch, sr._triton_available,
-                         sr._cuda_available)
+    return score_variant(variant, sr._triton_available, sr._cuda_available)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -91,12 +91,15 @@ def per_agent_loop(net, x, t, cond):
     return torch.cat([net(x[k:k + 1], t[k:k + 1], cond[k:k + 1], slice(k, k + 1)) for k in range(x.shape[0])])
 
 
-def score_variant(variant: str, public, torch_impl, triton_available, cuda_available):
-    """(fn(net, x, t, cond), None) of one variant of a score evaluation op, or (None, why it is
-    skipped). public: the op's public function (net, x, t, cond, *, backend); torch_impl: its
-    torch backend, for torch.compile; *_available: the op's availability checks."""
+def score_variant(variant: str, triton_available, cuda_available):
+    """(fn(net, x, t, cond), None) of one variant of a score evaluation, or (None, why it is
+    skipped): the network's forward on `backend` (ScoreNet.forward: the module path for torch,
+    the network's fused op otherwise); *_available: the op's availability checks."""
     def on(backend):
-        return lambda net, x, t, cond: public(net, x, t, cond, backend=backend)
+        return lambda net, x, t, cond: net(x, t, cond, backend=backend)
+
+    def module_forward(net, x, t, cond):
+        return net(x, t, cond)
 
     if variant == "per-agent-loop":
         return per_agent_loop, None
@@ -109,7 +112,7 @@ def score_variant(variant: str, public, torch_impl, triton_available, cuda_avail
         # A fresh compilation per shape: past dynamo's recompile limit (8 per code object) a
         # shared compiled function would fall back to eager and be timed as "compile".
         torch._dynamo.reset()
-        return torch.compile(torch_impl, mode=mode, dynamic=False), None
+        return torch.compile(module_forward, mode=mode, dynamic=False), None
     if variant == "triton":
         if DEVICE.type != "cuda":
             return None, "triton is timed on a GPU only (the CPU interpreter is a correctness tool)"

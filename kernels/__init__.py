@@ -8,4 +8,4 @@ TRITON_INTERPRET=1 must be in the environment before these modules are imported 
 @triton.jit decorator reads it), which is how the CPU tests run them.
 """
 
-KERNEL_MODULES = ("noise_embed",)
+KERNEL_MODULES = ("noise_embed", "score_compact", "score_resnet", "sample_sequential")

@@ -24,7 +24,7 @@ shared memory (NOTES.md), and Triton leaves caching to the hardware; the CUDA ke
 
 The earlier agents' samples travel through `out` (written by this program, read back after a
 barrier): agent k's condition reads rows this same program stored, so no other program is
-waited on. The coefficient table (scoredec/ops/sampler.py coefficient_table) holds
+waited on. The coefficient table (scoredec/sde.py Solver.coefficient_table) holds
 per step [t, s1, u_x, u_e, c_x, c_e, c_2, 0] in float32, computed in float64 on the host from
 sde.py; the kernel never evaluates the schedule.
 
@@ -42,7 +42,7 @@ from . import score_compact
 from .score_compact import _acc_from_global, _chained_pair, _mish, _sm_count
 
 TWO_PI = tl.constexpr(6.283185307179586)
-# Columns of one coefficient-table row (scoredec/ops/sampler.py).
+# Columns of one coefficient-table row (scoredec/sde.py COEF_COLUMNS).
 COEF_COLS = tl.constexpr(8)
 SOLVER_DDIM = tl.constexpr(0)
 SOLVER_DPM1 = tl.constexpr(1)

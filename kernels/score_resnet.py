@@ -279,7 +279,7 @@ KERNELS = [("resnet_stem_kernel", resnet_stem_kernel, _STEM_CONFIGS),
 def launch(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh, out,
            ln_eps: float, h=None, u=None, tiles: dict | None = None, sm_count: int | None = None) -> None:
     """Launch the sequence on validated, contiguous tensors of one device (shapes: see
-    scoredec/ops/score_resnet.py pack_weights; biases [m, 1, n] are views of [m, n]).
+    scoredec/nets.py ResNetScoreNet.packed_weights; biases [m, 1, n] are views of [m, n]).
     ln_w .. b2 are per-block lists. h [m, B, H] float32 and u [m, B, 4H] (element type) are
     workspaces (allocated when None). tiles: {'stem': (BM, BN), 'gemm': (BM, BN, BK, warps)}
     to force block sizes (tests use large blocks under the interpreter)."""

@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from scoredec import sde
 from scoredec.config import param
 from scoredec.layout import AgentSpec, ScoreLayout, to_stack
-from scoredec.nets import ACTIVATIONS, PREDICTIONS, SIGMA_DATA, CompactScoreNet, ResNetScoreNet, make_score_net
-from scoredec.ops import noise_and_embed, score_eval_compact, score_eval_resnet
-from scoredec.ops.sampler import sample_sequential
-from scoredec.sampling import integrate
+from scoredec.nets import ACTIVATIONS, PREDICTIONS, SIGMA_DATA, ScoreNet, make_score_net
+from scoredec.ops import noise_and_embed
+from scoredec.ops import sampler as op_sampler
+from scoredec.sampling import ConditionalSampler, draw_or_check_noise, graphed, run_solver
 from scoredec.training import EMA, Stage, cosine_schedule, optimizer_step
 
 
@@ -77,7 +77,7 @@ def legacy_defaults(saved: dict) -> dict:
     return {**old, **saved}
 
 
-class BehaviorModel(nn.Module):
+class BehaviorModel(nn.Module, ConditionalSampler):
     """The behaviour policy mu(a | s) as a stack of score models over one ScoreLayout."""
 
     def __init__(self, spec: AgentSpec, mode: str, cfg: BehaviorConfig, order=None,
@@ -96,6 +96,10 @@ class BehaviorModel(nn.Module):
     @property
     def mode(self) -> str:
         return self.layout.mode
+
+    @property
+    def x_dim(self) -> int:
+        return self.layout.x_dim
 
     @property
     def noisy_conditions(self) -> bool:
@@ -148,20 +152,12 @@ class BehaviorModel(nn.Module):
         """All models' noise predictions at once: x_t [m, B, x_dim], t [m, B] -> [m, B, x_dim].
 
         Sequential mode conditions model k on actions of agents order[:k] (stage 2 passes the
-        current policies' actions): this is the per-agent sequential score evaluation. A compact
-        net runs through the fused op scoredec.ops.score_eval_compact, a resnet net through
-        scoredec.ops.score_eval_resnet (backend: as those ops; the torch path on CPU tensors;
-        their kernel backends are forward only and the resnet's compute the eval forward). The ops
-        return the network's output; a clean-action net's is turned into eps here."""
+        current policies' actions): this is the per-agent sequential score evaluation. The
+        network runs through its fused op (ScoreNet.forward's backend: as scoredec.ops; the torch
+        path on CPU tensors; the kernel backends are forward only and the resnet's compute the
+        eval forward). A clean-action net's output is turned into eps here."""
         cond = self.layout.conditions(obs, actions)
-        if isinstance(self.net, CompactScoreNet):
-            out = score_eval_compact(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
-                                     backend=backend)
-        elif isinstance(self.net, ResNetScoreNet):
-            out = score_eval_resnet(self.net, x_t.contiguous(), t.contiguous(), cond.contiguous(),
-                                    backend=backend)
-        else:
-            out = self.net(x_t, t, cond)
+        out = self.net(x_t.contiguous(), t.contiguous(), cond.contiguous(), backend=backend)
         return self.net.eps_from_output(out, x_t, t)
 
     @torch.no_grad()
@@ -172,37 +168,129 @@ class BehaviorModel(nn.Module):
         """Joint actions a ~ mu(. | s): obs [B, n, obs_max] -> [B, n, act_max] in [-1, 1].
 
         Sequential mode samples agent order[0] first and conditions each later agent on the
-        earlier agents' samples (ancestral sampling along the chain rule), through the fused op
-        scoredec.ops.sample_sequential (backend: as that op; torch on CPU tensors; on CUDA the
-        torch path runs as one captured CUDA graph unless graph=False). noise: [m, B, x_dim]
-        initial noise; step_noise: [m, steps, B, x_dim] for ddim with eta > 0; both drawn from
-        generator when None."""
-        steps = self.cfg.sample_steps if steps is None else steps
-        solver = self.cfg.solver if solver is None else solver
+        earlier agents' samples (ancestral sampling along the chain rule; sample_sequential).
+        noise: [m, B, x_dim] initial noise; step_noise: [m, steps, B, x_dim] for ddim with
+        eta > 0; both drawn from generator when None."""
+        scheduler = sde.make_solver(self.cfg.solver if solver is None else solver,
+                                    self.cfg.sample_steps if steps is None else steps, spacing, eta, self.vp)
         lay, batch = self.layout, obs.shape[0]
-        shape = (lay.models, batch, lay.x_dim)
-        if noise is None:
-            noise = torch.randn(shape, generator=generator, dtype=obs.dtype, device=obs.device)
-        if tuple(noise.shape) != shape:
-            raise ValueError(f"noise must be {list(shape)}, got {list(noise.shape)}")
-        if eta > 0 and step_noise is None:
-            step_noise = torch.randn((lay.models, steps, batch, lay.x_dim), generator=generator,
-                                     dtype=obs.dtype, device=obs.device)
+        noise = draw_or_check_noise("noise", noise, (lay.models, batch, lay.x_dim), obs, generator)
+        if eta > 0:
+            step_noise = draw_or_check_noise("step_noise", step_noise, (lay.models, scheduler.steps, batch, lay.x_dim),
+                                             obs, generator)
+        elif step_noise is not None:
+            raise ValueError(f"step_noise is only used by ddim with eta > 0 (solver={scheduler.name!r}, eta={eta})")
         mask = self.x_mask.to(obs.dtype)
         with eval_mode(self):
             if lay.mode == "sequential":
                 x = sample_sequential(self.net, to_stack(obs, lay.order).contiguous(), noise.contiguous(),
-                                      steps=steps, solver=solver, spacing=spacing, eta=eta,
-                                      step_noise=None if step_noise is None else step_noise.contiguous(),
-                                      vp=self.vp, backend=backend, graph=graph)
+                                      None if step_noise is None else step_noise.contiguous(), scheduler,
+                                      backend=backend, graph=graph)
                 return lay.actions_from(x * mask)
-            if step_noise is not None and tuple(step_noise.shape) != (lay.models, steps, batch, lay.x_dim):
-                raise ValueError(f"step_noise must be {[lay.models, steps, batch, lay.x_dim]}, "
-                                 f"got {list(step_noise.shape)}")
             cond = lay.conditions(obs)
-            x = integrate(lambda x, t: self.net.epsilon(x, t, cond), noise, steps, solver, spacing, self.vp,
-                          step_noise=None if step_noise is None else step_noise.transpose(0, 1), eta=eta)
+            x = run_solver(lambda x, t: self.net.epsilon(x, t, cond), noise, scheduler,
+                           None if step_noise is None else step_noise.transpose(0, 1))
             return lay.actions_from(x.clamp(-1.0, 1.0) * mask)
+
+
+def sample_sequential(net: ScoreNet, obs: Tensor, x_T: Tensor, step_noise: Tensor | None, solver: sde.Solver, *,
+                      clip: float | None = 1.0, backend: str | None = None, graph: bool | None = None) -> Tensor:
+    """Sequential ancestral sampling with a stack of m score models (DESIGN.md 1.6):
+
+        for k in 0 .. m-1:  x_k = solve(eps_k(., . | [obs_k, clip(x_0), ..., clip(x_{k-1})]), x_T[k])
+
+    net: a stack whose condition is [obs (obs_w), m-1 prefix slots of x_dim] (ScoreLayout
+    "sequential"); obs: [m, B, obs_w]; x_T: [m, B, x_dim]; step_noise: [m, steps, B, x_dim] for
+    ddim with eta > 0, else None; solver: sde.make_solver's. Returns [m, B, x_dim] clipped to
+    [-clip, clip] (None: not clipped, also in the conditions).
+    backend: the fused sampler op's (scoredec.ops.sample_sequential: compact eps-predicting Mish
+    nets on the kernels); torch is sequential_torch, on CUDA tensors recorded once into a CUDA
+    graph and replayed (graph None or True; under no_grad, outside torch.compile)."""
+    check_sequential(net, obs, x_T, step_noise, solver, clip)
+    name = op_sampler.select_backend(x_T, net.sequential_kernel_key(x_T.dtype), backend)
+    if name == "torch":
+        args = (net, obs, x_T, step_noise, solver, clip)
+        if (x_T.device.type == "cuda" and graph is not False and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            return graphed(net, sequential_torch, args)
+        return sequential_torch(*args)
+    freqs, *weights = net.packed_weights()
+    return op_sampler.sample_sequential(obs, x_T, solver.table(x_T.device), freqs.float().contiguous(), *weights,
+                                        step_noise=step_noise, clip=clip, solver=solver.name, backend=name)
+
+
+def check_sequential(net: ScoreNet, obs: Tensor, x_T: Tensor, step_noise: Tensor | None, solver: sde.Solver,
+                     clip: float | None) -> None:
+    """sample_sequential's inputs (the solver's arguments were checked by sde.make_solver); the
+    error names the argument."""
+    name = "sample_sequential"
+    for arg, a in (("obs", obs), ("x_T", x_T)):
+        if not isinstance(a, Tensor):
+            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(a).__name__}")
+    if step_noise is not None and not isinstance(step_noise, Tensor):
+        raise TypeError(f"{name}: step_noise must be a torch.Tensor or None, got {type(step_noise).__name__}")
+    if clip is not None and not clip > 0:
+        raise ValueError(f"{name}: clip must be > 0 or None, got {clip!r}")
+    if x_T.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise TypeError(f"{name}: x_T must be float32/float16/bfloat16/float64, got {x_T.dtype}")
+    if obs.dtype != x_T.dtype:
+        raise TypeError(f"{name}: obs must have the dtype of x_T ({x_T.dtype}), got {obs.dtype}")
+    w_dtype = next(net.parameters()).dtype
+    if w_dtype != x_T.dtype:
+        raise TypeError(f"{name}: net parameters are {w_dtype} but x_T is {x_T.dtype}; cast the net "
+                        f"(net.to({x_T.dtype})) or the inputs")
+    m, dx, dc = net.models, net.x_dim, net.cond_dim
+    obs_w = dc - (m - 1) * dx
+    if obs_w < 0:
+        raise ValueError(f"{name}: net.cond_dim {dc} is narrower than the prefix of {m - 1} earlier samples of "
+                         f"width {dx}: not a sequential stack")
+    if x_T.dim() != 3 or x_T.shape[0] != m or x_T.shape[2] != dx:
+        raise ValueError(f"{name}: x_T must be [m, B, x_dim] = [{m}, B, {dx}], got shape {tuple(x_T.shape)}")
+    B = x_T.shape[1]
+    if tuple(obs.shape) != (m, B, obs_w):
+        raise ValueError(f"{name}: obs must be [m, B, cond_dim - (m-1) x_dim] = [{m}, {B}, {obs_w}], "
+                         f"got shape {tuple(obs.shape)}")
+    if solver.eta > 0:
+        if step_noise is None:
+            raise ValueError(f"{name}: step_noise [m, steps, B, x_dim] is required for ddim with eta > 0")
+    elif step_noise is not None:
+        raise ValueError(f"{name}: step_noise is only used by ddim with eta > 0 (solver={solver.name!r}, "
+                         f"eta={solver.eta})")
+    if step_noise is not None:
+        if tuple(step_noise.shape) != (m, solver.steps, B, dx):
+            raise ValueError(f"{name}: step_noise must be [m, steps, B, x_dim] = [{m}, {solver.steps}, {B}, {dx}], "
+                             f"got shape {tuple(step_noise.shape)}")
+        if step_noise.dtype != x_T.dtype:
+            raise TypeError(f"{name}: step_noise must have the dtype of x_T ({x_T.dtype}), got {step_noise.dtype}")
+    for arg, a in (("obs", obs), ("step_noise", step_noise)):
+        if a is not None and a.device != x_T.device:
+            raise ValueError(f"{name}: {arg} is on {a.device} but x_T is on {x_T.device}")
+    if net.freqs.device != x_T.device:
+        raise ValueError(f"{name}: net is on {net.freqs.device} but x_T is on {x_T.device}")
+    for arg, a in (("obs", obs), ("x_T", x_T), ("step_noise", step_noise)):
+        if a is not None and not a.is_contiguous():
+            raise ValueError(f"{name}: {arg} must be contiguous (call .contiguous())")
+
+
+def sequential_torch(net: ScoreNet, obs: Tensor, x_T: Tensor, step_noise: Tensor | None, solver: sde.Solver,
+                     clip: float | None) -> Tensor:
+    """sample_sequential on torch: model after model, the solver's loop (sampling.run_solver) with
+    net.epsilon(x, t, cond, slice(k, k+1)), t in x's dtype, the condition [obs_k, prefix] with the
+    earlier models' clipped samples in the prefix."""
+    m, B, dx = x_T.shape
+    prefix = x_T.new_zeros(B, (m - 1) * dx)
+    out = torch.empty_like(x_T)
+    for k in range(m):
+        one = slice(k, k + 1)
+        cond = torch.cat([obs[k], prefix], dim=-1)[None]
+        noise_k = None if step_noise is None else step_noise[k][:, None]
+        x = run_solver(lambda x, t: net.epsilon(x, t, cond, one), x_T[one], solver, noise_k)[0]
+        if clip is not None:
+            x = x.clamp(-clip, clip)
+        out[k] = x
+        if k < m - 1:
+            prefix[:, k * dx:(k + 1) * dx] = x
+    return out
 
 
 def draw_noise(models: int, batch: int, dim: int, t_min: float, t_max: float,

@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scoredec import sde
+from scoredec.ops import common as op_common
+from scoredec.ops import sampler as op_sampler
+from scoredec.ops import score_compact as op_compact
+from scoredec.ops import score_resnet as op_resnet
+from scoredec.ops.activations import ACTIVATIONS, mish  # noqa: F401 (mish: part of this module's API)
 
 # Architecture constants of the reference score network (DESIGN.md 1.3).
 TIME_HIDDEN = 64        # Fourier features -> Linear 32->64 -> ReLU -> Linear 64->64
@@ -81,18 +86,6 @@ class StackedLayerNorm(nn.Module):
         return y * self.weight[models] + self.bias[models]
 
 
-def mish(x: Tensor) -> Tensor:
-    """Mish, x tanh(softplus(x)), through one exp: tanh(log(1 + e^x)) = w / (w + 2) with
-    w = e^x (e^x + 2). Equal to F.mish (tested); on the CPU torch build tanh and softplus are
-    scalar loops and this is ~2.5x faster forward + backward. For x > 20, mish(x) = x.
-    In float16, w overflows (inf / inf) from x ~ 5.5: there the clamp is at 5, where the ratio
-    is 1 - 9e-5, already 1 at float16's resolution."""
-    n = torch.exp(x.clamp(max=5.0 if x.dtype == torch.float16 else 20.0))
-    w = n * (n + 2.0)
-    return x * (w / (w + 2.0))
-
-
-ACTIVATIONS = {"relu": F.relu, "mish": mish, "tanh": torch.tanh}
 
 
 class StackedMLP(nn.Module):
@@ -151,9 +144,11 @@ class StackedBatchNorm(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # Score networks. Shared interface:
-#   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models) -> the network's output [m,B,dx]:
+#   forward(x [m,B,dx], t [m,B], cond [m,B,dc], models, backend) -> the network's output [m,B,dx]:
 #       eps (prediction = "eps"), the clean action x0 (prediction = "x0"), or the EDM-
-#       preconditioned residual F with x0 = c_skip x_t / alpha_t + c_out F (prediction = "edm")
+#       preconditioned residual F with x0 = c_skip x_t / alpha_t + c_out F (prediction = "edm");
+#       backend "torch" (default) is the modules' own forward, any other value (None: automatic)
+#       runs all models through the network's fused op (scoredec.ops) on packed_weights()
 #   forward_embedded(x, fourier [m,B,32], cond, models): the same with the Fourier features
 #       already computed (by the fused noising op during training)
 #   epsilon(x, t, cond, models) -> eps [m,B,dx] whatever the prediction (samplers, stage 2)
@@ -197,8 +192,44 @@ class ScoreNet(nn.Module):
     def fourier(self, t: Tensor) -> Tensor:
         return sde.fourier_features(t, self.freqs.to(t.dtype))
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
-        return self.forward_embedded(x, self.fourier(t), cond, models)
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None), *,
+                backend: str | None = "torch") -> Tensor:
+        """The network's output [m, B, dx] at x [m, B, dx], t [m, B], cond [m, B, dc].
+
+        backend "torch": the modules' own forward (the specification; differentiable, any
+        models slice, dropout as the mode says); the Fourier features in t's dtype, cast to x's.
+        "triton" | "cuda" | None (SCOREDEC_BACKEND, else automatic, scoredec.ops.registry): the
+        inputs are checked (the error names the argument) and all models run through the
+        network's fused op on its packed weights when that backend is chosen; the kernels are
+        forward only."""
+        if backend != "torch":
+            if models != slice(None):
+                raise ValueError(f"{type(self).__name__}: a models slice runs on backend='torch' only, "
+                                 f"got backend={backend!r}")
+            p = next(self.parameters())
+            op_common.validate_score_inputs(type(self).__name__, x, t, cond, self.models, self.x_dim,
+                                            self.cond_dim, p.dtype, self.freqs.device)
+            name = self._select_backend(x, t, backend)
+            if name != "torch":
+                return self._fused(x, t, cond, name)
+        return self.forward_embedded(x, self.fourier(t).to(x.dtype), cond, models)
+
+    def _select_backend(self, x: Tensor, t: Tensor, backend: str | None) -> str:
+        raise NotImplementedError
+
+    def _fused(self, x: Tensor, t: Tensor, cond: Tensor, backend: str) -> Tensor:
+        raise NotImplementedError
+
+    def packed_weights(self) -> tuple:
+        """The weights in the layout of this network's fused op (scoredec.ops)."""
+        raise NotImplementedError
+
+    def sequential_kernel_key(self, dtype: torch.dtype) -> tuple:
+        """The fused sequential sampler's dispatch key for this net (ops.sampler.kernel_key): the
+        kernels compute the compact eps-predicting Mish net only."""
+        return op_sampler.kernel_key(dtype, -1, "relu", refusal=(
+            f"the kernel backends take a CompactScoreNet, got a {type(self).__name__} (its sampler runs on "
+            f"backend='torch', captured in one CUDA graph on a GPU)"))
 
     def training_target(self, x0: Tensor, z: Tensor, x: Tensor, t: Tensor) -> Tensor:
         """What the output regresses on at x_t = alpha_t x0 + sigma_t z (x0, z, x [..., dx],
@@ -230,9 +261,10 @@ class ScoreNet(nn.Module):
         alpha, sigma = self.vp.alpha_sigma(t)
         return (x - alpha[..., None] * self.x0_from_output(out, x, t)) / sigma[..., None]
 
-    def epsilon(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None)) -> Tensor:
-        """eps(x_t, t | c) [m, B, dx] whatever the network predicts."""
-        return self.eps_from_output(self(x, t, cond, models), x, t)
+    def epsilon(self, x: Tensor, t: Tensor, cond: Tensor, models: slice = slice(None), *,
+                backend: str | None = "torch") -> Tensor:
+        """eps(x_t, t | c) [m, B, dx] whatever the network predicts (backend: as forward)."""
+        return self.eps_from_output(self(x, t, cond, models, backend=backend), x, t)
 
     def forward_embedded(self, x: Tensor, fourier: Tensor, cond: Tensor,
                          models: slice = slice(None)) -> Tensor:
@@ -272,6 +304,37 @@ class ResNetScoreNet(ScoreNet):
             h = h + down(F.relu(up(norm(self.dropout(h), models), models)), models)
         return self.head(F.relu(h), models)
 
+    def _select_backend(self, x, t, backend):
+        dropout_active = self.training and self.dropout.p > 0
+        return op_resnet.select_backend(x, t, self.freqs, dropout_active, backend)
+
+    def _fused(self, x, t, cond, backend):
+        ln_eps = float(self.norms[0].eps) if len(self.norms) else 1e-5
+        return op_resnet.score_eval_resnet(x, t, cond, *self.packed_weights(), ln_eps=ln_eps, backend=backend)
+
+    def _masked_embed(self) -> Tensor:
+        """The embed weight with in_mask applied, cached per parameter state (ops.common.cached_pack)."""
+        layer = self.embed
+        if layer.in_mask is None:
+            return layer.weight
+        return op_common.cached_pack(layer, (layer.weight, layer.in_mask),
+                                     lambda: layer.effective_weight().contiguous())
+
+    def packed_weights(self) -> tuple:
+        """(freqs [F], wt1 [m, 2F, 64], bt1 [m, 1, 64], wt2 [m, 64, 64], bt2 [m, 1, 64],
+        we [m, dx + dc, 32], be [m, 1, 32], wtr [m, 96, H], btr [m, 1, H],
+        ln_w, ln_b: blocks x [m, 1, H], w1: blocks x [m, H, 4H], b1: blocks x [m, 1, 4H],
+        w2: blocks x [m, 4H, H], b2: blocks x [m, 1, H], wh [m, H, dx], bh [m, 1, dx]): the
+        layout of scoredec.ops.score_eval_resnet. The parameters themselves, except we (the embed
+        weight with in_mask applied, cached; recomputed when autograd records, so that a backward
+        through a kernel op reaches it and raises)."""
+        return (self.freqs, self.time1.weight, self.time1.bias, self.time2.weight, self.time2.bias,
+                self._masked_embed(), self.embed.bias, self.trunk_in.weight, self.trunk_in.bias,
+                [n.weight for n in self.norms], [n.bias for n in self.norms],
+                [u.weight for u in self.up], [u.bias for u in self.up],
+                [w.weight for w in self.down], [w.bias for w in self.down],
+                self.head.weight, self.head.bias)
+
 
 class CompactScoreNet(ScoreNet):
     """Plain MLP [x_t, c, fourier] -> width x layers -> d (Mish or ReLU): ~150K parameters at 256."""
@@ -294,6 +357,46 @@ class CompactScoreNet(ScoreNet):
 
     def forward_embedded(self, x, fourier, cond, models=slice(None)):
         return self.mlp(torch.cat([x, cond, fourier], dim=-1), models)
+
+    @property
+    def width(self) -> int:
+        return self.mlp.layers[0].out_features
+
+    def sequential_kernel_key(self, dtype: torch.dtype) -> tuple:
+        activation, refusal = self.mlp.activation_name, None
+        if self.prediction != "eps" or activation != "mish":
+            refusal = (f"the fused sampler kernels implement an eps-predicting Mish net; this net predicts "
+                       f"{self.prediction!r} with {activation!r} (the default behaviour recipe): use backend='torch' "
+                       f"(captured in one CUDA graph on a GPU)")
+        return op_sampler.kernel_key(dtype, self.width, activation, refusal)
+
+    def _select_backend(self, x, t, backend):
+        return op_compact.select_backend(x, t, self.freqs, self.width, self.mlp.activation_name, backend)
+
+    def _fused(self, x, t, cond, backend):
+        return op_compact.score_eval_compact(x, t, cond, *self.packed_weights(),
+                                             activation=self.mlp.activation_name, backend=backend)
+
+    def packed_weights(self) -> tuple[Tensor, ...]:
+        """(freqs [F], w0 [m, K0, W], b0 [m, 1, W], wh [m, layers-1, W, W], bh [m, layers-1, W],
+        wo [m, W, dx], bo [m, 1, dx]): the layout of scoredec.ops.score_eval_compact, the
+        effective weights (in_mask applied) in the parameters' dtype; packed once per parameter
+        state (ops.common.cached_pack)."""
+        sources = (self.freqs, *self.mlp.parameters(), *self.mlp.buffers())
+        return op_common.cached_pack(self.mlp, sources, self._pack)
+
+    def _pack(self) -> tuple[Tensor, ...]:
+        layers = self.mlp.layers
+        w0 = layers[0].effective_weight().contiguous()
+        hidden = layers[1:-1]
+        if hidden:
+            wh = torch.stack([layer.weight for layer in hidden], dim=1)
+            bh = torch.cat([layer.bias for layer in hidden], dim=1)
+        else:
+            wh = w0.new_empty((self.models, 0, self.width, self.width))
+            bh = w0.new_empty((self.models, 0, self.width))
+        return (self.freqs, w0, layers[0].bias.contiguous(), wh, bh, layers[-1].weight.contiguous(),
+                layers[-1].bias.contiguous())
 
 
 def make_score_net(arch: str, models: int, x_dim: int, cond_dim: int, in_mask: Tensor | None,

@@ -1,10 +1,10 @@
 """Reverse-time integration of the VP-SDE with any epsilon model: the drop-in sampler.
 
-`integrate` runs DDIM or DPM-Solver (1st/2nd order) from t = 1 to T_MIN on a fixed grid for
-any callable eps(x, t) -> noise prediction. `sample` is the drop-in API: give it one of the
-package's behaviour models (scoredec.behavior.BehaviorModel: the fused sequential sampler,
-scoredec.ops.sample_sequential) or any epsilon callable eps(x, t, cond) (integrated here; on
-CUDA tensors the whole solver loop is captured once into a CUDA graph and replayed).
+`integrate` runs one of sde.py's solvers (DDIM, DPM-Solver 1st/2nd order; sde.make_solver)
+from t = 1 to T_MIN on its fixed grid for any callable eps(x, t) -> noise prediction. `sample` is
+the drop-in API: give it a ConditionalSampler (scoredec.behavior.BehaviorModel, whose sequential
+sampler runs on the fused kernels) or any epsilon callable eps(x, t, cond) (integrated here; on
+CUDA tensors the whole solver loop is recorded once into a CUDA graph and replayed: `graphed`).
 """
 
 from __future__ import annotations
@@ -31,35 +31,45 @@ def integrate(eps_fn: EpsFn, x_T: Tensor, steps: int, solver: str = "dpm2",
     runs can be compared element by element). step_noise: [steps, ..., d] for DDIM with eta > 0.
 
     Returns x at T_MIN (not clipped). dpm2 uses two model evaluations per step."""
-    if solver not in sde.SOLVERS:
-        raise ValueError(f"solver must be one of {sde.SOLVERS}, got {solver!r}")
-    grid = sde.time_grid(steps, vp, spacing=spacing)
+    return run_solver(eps_fn, x_T, sde.make_solver(solver, steps, spacing, eta, vp), step_noise)
+
+
+def run_solver(eps_fn: EpsFn, x_T: Tensor, solver: sde.Solver, step_noise: Tensor | None = None) -> Tensor:
+    """integrate with a solver already built (and its arguments checked) by sde.make_solver."""
     batch_shape = x_T.shape[:-1]
     x = x_T
 
     def eps_at(x: Tensor, t: float) -> Tensor:
         return eps_fn(x, torch.full(batch_shape, t, dtype=x.dtype, device=x.device))
 
-    for i in range(steps):
-        t, s = float(grid[i]), float(grid[i + 1])
-        eps = eps_at(x, t)
-        if solver == "ddim":
-            noise = None if step_noise is None else step_noise[i]
-            x = sde.ddim_step(eps, x, t, s, vp, eta=eta, noise=noise)
-        elif solver == "dpm1":
-            x = sde.dpm_solver_1_step(eps, x, t, s, vp)
-        else:
-            u, s1 = sde.dpm_solver_2_midpoint(x, eps, t, s, vp)
-            x = sde.dpm_solver_2_step(x, eps, eps_at(u, s1), t, s, vp)
+    for i in range(solver.steps):
+        x = solver.step(eps_at, x, i, None if step_noise is None else step_noise[i])
     return x
 
 
+def check_noise(name: str, noise, shape: tuple, like: Tensor) -> None:
+    """noise is a tensor of `shape` with like's dtype and device (the error names `name`)."""
+    if not isinstance(noise, Tensor) or tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"{name} must be {list(shape)}, got {list(getattr(noise, 'shape', ()))}")
+    if noise.device != like.device or noise.dtype != like.dtype:
+        raise ValueError(f"{name} must be {like.dtype} on {like.device}, got {noise.dtype} on {noise.device}")
+
+
+def draw_or_check_noise(name: str, noise: Tensor | None, shape: tuple, like: Tensor,
+                        generator: torch.Generator | None) -> Tensor:
+    """noise drawn from N(0, I) with generator if None, else checked (check_noise)."""
+    if noise is None:
+        return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+    check_noise(name, noise, shape, like)
+    return noise
+
+
 # ---------------------------------------------------------------------------------------------
-# CUDA graphs: one captured replay of a whole sampling loop, cached per owner and call shape.
+# CUDA graphs: one recorded replay of a whole sampling loop, cached per owner and call shape.
 # ---------------------------------------------------------------------------------------------
 
-class CapturedCall:
-    """fn(*args) captured once into a torch.cuda.CUDAGraph; __call__ copies the tensor
+class GraphedCall:
+    """fn(*args) recorded once into a torch.cuda.CUDAGraph; __call__ copies the tensor
     arguments into the graph's static inputs, replays, and returns a copy of the output."""
 
     def __init__(self, fn: Callable[..., Tensor], args: tuple):
@@ -83,11 +93,11 @@ class CapturedCall:
         return self.out.clone()
 
 
-# (id(owner), call key) -> (owner, CapturedCall), least recently used first. The entry holds
+# (id(owner), call key) -> (owner, GraphedCall), least recently used first. The entry holds
 # the owner, so its id cannot be reused while cached; the oldest graphs are dropped first.
-_GRAPHS: "OrderedDict[tuple, tuple[Any, CapturedCall]]" = OrderedDict()
+_GRAPHS: "OrderedDict[tuple, tuple[Any, GraphedCall]]" = OrderedDict()
 MAX_GRAPHS = 32
-# User callables whose capture failed in automatic mode (they run eagerly), most recent last.
+# User callables whose graph recording failed in automatic mode (they run eagerly), most recent last.
 _UNCAPTURABLE: list = []
 
 
@@ -96,10 +106,12 @@ def _describe(a) -> Any:
         return ("tensor", tuple(a.shape), a.dtype, str(a.device))
     if isinstance(a, (int, float, str, bool, type(None), sde.VPSDE)):
         return a
+    if isinstance(a, sde.Solver):
+        return a.key()
     return ("object", id(a))
 
 
-def captured(owner: Any, fn: Callable[..., Tensor], args: tuple) -> Tensor:
+def graphed(owner: Any, fn: Callable[..., Tensor], args: tuple) -> Tensor:
     """fn(*args) on CUDA tensors through a cached CUDA graph. `owner` is the net or the user's
     epsilon callable, whose tensors the graph reads in place (in-place weight updates are
     seen; replaced parameters make a new graph). Keyed on the owner, fn, the tensors'
@@ -115,7 +127,7 @@ def captured(owner: Any, fn: Callable[..., Tensor], args: tuple) -> Tensor:
     if key in _GRAPHS:
         _GRAPHS.move_to_end(key)
     else:
-        call = CapturedCall(fn, args)
+        call = GraphedCall(fn, args)
         _GRAPHS[key] = (owner, call)
         while len(_GRAPHS) > MAX_GRAPHS:
             _GRAPHS.popitem(last=False)
@@ -132,10 +144,23 @@ def clear_graphs() -> None:
 # The drop-in API.
 # ---------------------------------------------------------------------------------------------
 
-def _integrate_callable(eps_model, cond: Tensor, noise: Tensor, steps: int, solver: str, spacing: str,
-                        step_noise: Tensor | None, eta: float) -> Tensor:
-    return integrate(lambda x, t: eps_model(x, t, cond), noise, steps, solver, spacing,
-                     step_noise=step_noise, eta=eta)
+class ConditionalSampler:
+    """A model that samples x ~ mu(. | cond) itself (scoredec.behavior.BehaviorModel): `sample`
+    hands it the whole call. x_dim: the width of its x; sample(cond, steps, solver, noise,
+    generator, spacing, *, step_noise, eta, backend, graph) -> samples in [-1, 1]."""
+
+    x_dim: int
+
+    def sample(self, cond: Tensor, steps: int | None = None, solver: str | None = None,
+               noise: Tensor | None = None, generator: torch.Generator | None = None,
+               spacing: str = "logSNR", *, step_noise: Tensor | None = None, eta: float = 0.0,
+               backend: str | None = None, graph: bool | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+def _integrate_callable(eps_model, cond: Tensor, noise: Tensor, solver: sde.Solver,
+                        step_noise: Tensor | None) -> Tensor:
+    return run_solver(lambda x, t: eps_model(x, t, cond), noise, solver, step_noise)
 
 
 def sample(eps_model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: Tensor, x_dim: int | None = None,
@@ -146,22 +171,20 @@ def sample(eps_model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: Tensor, 
     """The drop-in sampler: x ~ mu(. | cond) from an epsilon model.
 
     eps_model: either
-      - a scoredec.behavior.BehaviorModel: cond is obs [B, n, obs_max]; returns joint actions
-        [B, n, act_max] from BehaviorModel.sample (sequential mode: the fused sampler
-        scoredec.ops.sample_sequential on `backend`); noise [m, B, x_dim], step_noise
+      - a ConditionalSampler (scoredec.behavior.BehaviorModel): cond is obs [B, n, obs_max];
+        returns joint actions [B, n, act_max] from BehaviorModel.sample (sequential mode: the
+        fused sequential sampler on `backend`); noise [m, B, x_dim], step_noise
         [m, steps, B, x_dim]; x_dim may be omitted; steps/solver None take the model's config;
       - any callable eps_model(x [B, d], t [B], cond [B, c]) -> [B, d]: cond [B, c]; noise
         [B, x_dim] (drawn from `generator` if None); step_noise [steps, B, x_dim] for ddim with
-        eta > 0. Integrated by `integrate`; on CUDA tensors as one captured CUDA graph of the
-        whole loop, cached per callable and shapes (graph=None: on CUDA if it can be captured,
-        else eager with a warning; True: always, errors raise; False: eager).
+        eta > 0. Integrated by `integrate`; on CUDA tensors as one CUDA graph of the whole loop,
+        recorded once per callable and shapes (graph=None: on CUDA if it can be recorded, else
+        eager with a warning; True: always, errors raise; False: eager).
     Returns [B, x_dim] (callable) clipped to [-clip, clip] unless clip is None.
     """
-    from scoredec.behavior import BehaviorModel  # behavior imports this module
-
-    if isinstance(eps_model, BehaviorModel):
-        if x_dim is not None and x_dim != eps_model.layout.x_dim:
-            raise ValueError(f"x_dim must be the model's x_dim {eps_model.layout.x_dim} (or None), got {x_dim}")
+    if isinstance(eps_model, ConditionalSampler):
+        if x_dim is not None and x_dim != eps_model.x_dim:
+            raise ValueError(f"x_dim must be the model's x_dim {eps_model.x_dim} (or None), got {x_dim}")
         if clip != 1.0:
             raise ValueError(f"clip: a BehaviorModel samples actions in [-1, 1]; got clip={clip}")
         return eps_model.sample(cond, steps=steps, solver=solver, noise=noise, generator=generator,
@@ -176,30 +199,14 @@ def sample(eps_model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: Tensor, 
                          f"{tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__}")
     if isinstance(x_dim, bool) or not isinstance(x_dim, int) or x_dim < 1:
         raise ValueError(f"x_dim must be an int >= 1 for a callable eps_model, got {x_dim!r}")
-    steps = 15 if steps is None else steps
-    solver = "dpm2" if solver is None else solver
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if solver not in sde.SOLVERS:
-        raise ValueError(f"solver must be one of {sde.SOLVERS}, got {solver!r}")
-    if eta > 0 and solver != "ddim":
-        raise ValueError(f"eta > 0 is stochastic DDIM; solver {solver!r} takes eta = 0")
+    scheduler = sde.make_solver("dpm2" if solver is None else solver, 15 if steps is None else steps, spacing, eta)
     B = cond.shape[0]
-    if noise is None:
-        noise = torch.randn(B, x_dim, generator=generator, dtype=cond.dtype, device=cond.device)
-    if not isinstance(noise, Tensor) or noise.shape != (B, x_dim):
-        raise ValueError(f"noise must be [{B}, {x_dim}], got {tuple(getattr(noise, 'shape', ()))}")
-    if noise.device != cond.device or noise.dtype != cond.dtype:
-        raise ValueError(f"noise must be {cond.dtype} on {cond.device} like cond, got {noise.dtype} on {noise.device}")
+    noise = draw_or_check_noise("noise", noise, (B, x_dim), cond, generator)
     if eta > 0:
-        if step_noise is None:
-            step_noise = torch.randn(steps, B, x_dim, generator=generator, dtype=cond.dtype, device=cond.device)
-        if step_noise.shape != (steps, B, x_dim) or step_noise.device != cond.device:
-            raise ValueError(f"step_noise must be [{steps}, {B}, {x_dim}] on {cond.device}, got "
-                             f"{tuple(step_noise.shape)} on {step_noise.device}")
+        step_noise = draw_or_check_noise("step_noise", step_noise, (scheduler.steps, B, x_dim), cond, generator)
     elif step_noise is not None:
         raise ValueError("step_noise is only used by ddim with eta > 0")
-    args = (eps_model, cond, noise, steps, solver, spacing, step_noise, eta)
+    args = (eps_model, cond, noise, scheduler, step_noise)
     with torch.no_grad():
         use_graph = cond.device.type == "cuda" and graph is not False
         if use_graph and graph is None:
@@ -207,15 +214,15 @@ def sample(eps_model: Callable[[Tensor, Tensor, Tensor], Tensor], cond: Tensor, 
                 x = _integrate_callable(*args)
             else:
                 try:
-                    x = captured(eps_model, _integrate_callable, args)
-                except Exception as exc:  # auto mode: an uncapturable model runs eagerly, and says so
-                    logger.warning("sample: CUDA graph capture of %r failed (%s); running it eagerly from now on",
-                                   eps_model, exc)
+                    x = graphed(eps_model, _integrate_callable, args)
+                except Exception as exc:  # auto mode: a model that cannot be recorded runs eagerly, and says so
+                    logger.warning("sample: recording %r into a CUDA graph failed (%s); running it eagerly from "
+                                   "now on", eps_model, exc)
                     _UNCAPTURABLE.append(eps_model)
                     del _UNCAPTURABLE[:-MAX_GRAPHS]
                     x = _integrate_callable(*args)
         elif use_graph:
-            x = captured(eps_model, _integrate_callable, args)
+            x = graphed(eps_model, _integrate_callable, args)
         else:
             x = _integrate_callable(*args)
     return x if clip is None else x.clamp(-clip, clip)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -147,3 +148,140 @@ def dpm_solver_2_step(x_t: Tensor, eps_t: Tensor, eps_s1: Tensor, t, s, sde: VPS
 
 
 SOLVERS = ("ddim", "dpm1", "dpm2")
+SPACINGS = ("logSNR", "time_uniform")
+
+
+# ---------------------------------------------------------------------------------------------
+# Solvers as scheduler objects (in the manner of diffusers): the time grid is set once, step()
+# takes one step of it. The torch samplers loop over step(); the fused sampler kernels read
+# coefficient_table(), derived from the same step functions.
+# ---------------------------------------------------------------------------------------------
+
+# Columns of a coefficient-table row: the evaluation time t, the dpm2 midpoint time s1 and its
+# update u = u_x x + u_e eps, and the step x' = c_x x + c_e eps + c_2 (eps(u, s1) | z).
+COEF_COLUMNS = ("t", "s1", "u_x", "u_e", "c_x", "c_e", "c_2", "pad")
+
+EpsAt = Callable[[Tensor, float], Tensor]  # (x, t) -> eps at time t (a python float)
+
+
+class Solver:
+    """A fixed-grid reverse-time solver of the VP-SDE from t = 1 to T_MIN.
+
+    timesteps: [steps + 1] float64, decreasing. step(eps_at, x, i, noise) takes x from
+    timesteps[i] to timesteps[i + 1]; eps_at(x, t) evaluates the model at a python float t.
+    Build one with make_solver (which checks the arguments)."""
+
+    name: str
+    evaluations: int  # model evaluations per step
+
+    def __init__(self, steps: int, spacing: str = "logSNR", eta: float = 0.0, vp: VPSDE = VPSDE()):
+        self.steps, self.spacing, self.eta, self.vp = steps, spacing, float(eta), vp
+        self.timesteps = time_grid(steps, vp, spacing=spacing)
+
+    def _times(self, i: int) -> tuple[float, float]:
+        return float(self.timesteps[i]), float(self.timesteps[i + 1])
+
+    def step(self, eps_at: EpsAt, x: Tensor, i: int, noise: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def _row(self, t: float, s: float) -> list[float]:
+        raise NotImplementedError
+
+    def coefficient_table(self) -> Tensor:
+        """[steps, 8] float64: per step the columns COEF_COLUMNS. Every step is linear in
+        (x, eps, eps_2 | noise), so its coefficients are read off by applying the step function
+        itself to unit vectors: the kernels never evaluate the schedule."""
+        return torch.tensor([self._row(*self._times(i)) for i in range(self.steps)], dtype=torch.float64)
+
+    def key(self) -> tuple:
+        return self.name, self.steps, self.spacing, self.eta, self.vp
+
+    def table(self, device: torch.device) -> Tensor:
+        """coefficient_table as float32 on `device`, cached (the fused kernels' `coef` input)."""
+        if torch.compiler.is_compiling():
+            return torch.tensor(_table_values(*self.key()), dtype=torch.float32, device=device)
+        key = (*self.key(), str(device))
+        if key not in _TABLES:
+            _TABLES[key] = self.coefficient_table().to(device, torch.float32).contiguous()
+        return _TABLES[key]
+
+
+_UNIT = torch.eye(3, dtype=torch.float64)  # rows: x, eps, third input (eps(u, s1) or noise)
+
+
+class DDIM(Solver):
+    """DDIM (eta = 0: deterministic; eta > 0: stochastic with explicit noise per step)."""
+
+    name, evaluations = "ddim", 1
+
+    def step(self, eps_at, x, i, noise=None):
+        t, s = self._times(i)
+        return ddim_step(eps_at(x, t), x, t, s, self.vp, eta=self.eta, noise=noise)
+
+    def _row(self, t, s):
+        x, e, third = _UNIT
+        step = ddim_step(e, x, t, s, self.vp, eta=self.eta, noise=third if self.eta > 0 else None)
+        return [t, 0.0, 0.0, 0.0, float(step[0]), float(step[1]), float(step[2]), 0.0]
+
+
+class DPMSolver1(Solver):
+    """DPM-Solver-1 (first order, one evaluation per step)."""
+
+    name, evaluations = "dpm1", 1
+
+    def step(self, eps_at, x, i, noise=None):
+        t, s = self._times(i)
+        return dpm_solver_1_step(eps_at(x, t), x, t, s, self.vp)
+
+    def _row(self, t, s):
+        x, e, _ = _UNIT
+        step = dpm_solver_1_step(e, x, t, s, self.vp)
+        return [t, 0.0, 0.0, 0.0, float(step[0]), float(step[1]), float(step[2]), 0.0]
+
+
+class DPMSolver2(Solver):
+    """DPM-Solver-2 (second order, two evaluations per step: at t and at the midpoint s1)."""
+
+    name, evaluations = "dpm2", 2
+
+    def step(self, eps_at, x, i, noise=None):
+        t, s = self._times(i)
+        eps = eps_at(x, t)
+        u, s1 = dpm_solver_2_midpoint(x, eps, t, s, self.vp)
+        return dpm_solver_2_step(x, eps, eps_at(u, s1), t, s, self.vp)
+
+    def _row(self, t, s):
+        x, e, third = _UNIT
+        u, s1 = dpm_solver_2_midpoint(x, e, t, s, self.vp)
+        step = dpm_solver_2_step(x, e, third, t, s, self.vp)
+        return [t, s1, float(u[0]), float(u[1]), float(step[0]), float(step[1]), float(step[2]), 0.0]
+
+
+_SOLVER_CLASSES = {cls.name: cls for cls in (DDIM, DPMSolver1, DPMSolver2)}
+# Coefficient tables on each device, built once per (solver, steps, spacing, eta, schedule).
+_TABLES: dict[tuple, Tensor] = {}
+
+
+# Host-side constants: evaluated once at trace time under torch.compile (the table is built
+# with float() reads dynamo cannot trace).
+@torch.compiler.assume_constant_result
+def _table_values(name: str, steps: int, spacing: str, eta: float, vp: VPSDE) -> tuple:
+    table = _SOLVER_CLASSES[name](steps, spacing, eta, vp).coefficient_table()
+    return tuple(tuple(row) for row in table.tolist())
+
+
+def make_solver(solver: str, steps: int, spacing: str = "logSNR", eta: float = 0.0,
+                vp: VPSDE = VPSDE()) -> Solver:
+    """The solver `solver` (SOLVERS) on a grid of `steps` steps: the one check of the sampling
+    arguments every sampler shares (the errors name the argument)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if not eta >= 0.0:
+        raise ValueError(f"eta must be >= 0, got {eta!r}")
+    if eta > 0 and solver != "ddim":
+        raise ValueError(f"eta > 0 is stochastic DDIM; solver {solver!r} takes eta = 0")
+    return _SOLVER_CLASSES[solver](steps, spacing, eta, vp)

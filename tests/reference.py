@@ -7,6 +7,8 @@ they rebuild agent k's narrow network from slice k of a stack and feed it the co
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -106,3 +108,54 @@ def reference_epsilon(model, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor
                            first_layer_columns(model, k))
         out[k][:, xmask] = eps[:, xmask]  # the head's other columns are padding
     return out
+
+
+def vp_alpha_sigma64(t: torch.Tensor, beta_0: float = 0.1, beta_1: float = 20.0):
+    """alpha_t, sigma_t of the VP-SDE in float64, written out (DESIGN.md 1.2):
+    log alpha = -0.25 t^2 (beta_1 - beta_0) - 0.5 t beta_0, sigma = sqrt(1 - alpha^2)."""
+    t = t.double()
+    alpha = torch.exp(-0.25 * t ** 2 * (beta_1 - beta_0) - 0.5 * t * beta_0)
+    return alpha, torch.sqrt(1.0 - alpha ** 2)
+
+
+def noise_embed64(a, z, t, freqs, beta_0: float = 0.1, beta_1: float = 20.0):
+    """x_t = alpha_t a + sigma_t z and [sin(2 pi t f), cos(2 pi t f)], float64 on the CPU."""
+    alpha, sigma = vp_alpha_sigma64(t.cpu(), beta_0, beta_1)
+    x_t = alpha[:, None] * a.cpu().double() + sigma[:, None] * z.cpu().double()
+    proj = 2 * math.pi * t.cpu().double()[:, None] * freqs.cpu().double()[None, :]
+    return x_t, torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+def sequential_sample64(net, mask, obs, x_T, step_noise, steps: int, solver: str, eta: float, clip):
+    """Ancestral sampling model by model (DESIGN.md 1.6), in float64 on the CPU: each model as its
+    own narrow network (score_single, the columns its in_mask [m, dx + cond_dim] keeps) on
+    [obs_k, clip(x_0), ..., clip(x_{k-1})], integrated with sde.py's step functions on the logSNR
+    grid. obs [m, B, obs_w], x_T [m, B, dx], step_noise [m, steps, B, dx] or None."""
+    m, B, dx = x_T.shape
+    fourier = 2 * net.freqs.shape[0]
+    grid = sde.time_grid(steps, spacing="logSNR")
+    samples = []
+    for k in range(m):
+        cols = torch.cat([mask[k], torch.ones(fourier, dtype=torch.bool)]).nonzero()[:, 0]
+        cond = torch.cat([obs[k].cpu().double(), *samples,
+                          torch.zeros(B, (m - 1 - k) * dx, dtype=torch.float64)], dim=-1)[:, mask[k, dx:]]
+
+        def eps(x, t):
+            return score_single(net, k, x, torch.full((B,), t, dtype=torch.float64), cond, cols)
+
+        x = x_T[k].cpu().double()
+        for i in range(steps):
+            t, s = float(grid[i]), float(grid[i + 1])
+            e = eps(x, t)
+            if solver == "ddim":
+                noise = None if step_noise is None else step_noise[k, i].cpu().double()
+                x = sde.ddim_step(e, x, t, s, eta=eta, noise=noise)
+            elif solver == "dpm1":
+                x = sde.dpm_solver_1_step(e, x, t, s)
+            else:
+                u, s1 = sde.dpm_solver_2_midpoint(x, e, t, s)
+                x = sde.dpm_solver_2_step(x, e, eps(u, s1), t, s)
+        if clip is not None:
+            x = x.clamp(-clip, clip)
+        samples.append(x)
+    return torch.stack(samples)

@@ -1,9 +1,12 @@
-"""The fused sequential sampler scoredec.ops.sample_sequential and the drop-in API
-scoredec.sampling.sample: parity, wiring and bad-input tests.
+"""The sequential sampler (scoredec.behavior.sample_sequential), the fused op it calls on the
+kernel backends (scoredec.ops.sample_sequential) and the drop-in API scoredec.sampling.sample:
+parity, wiring and bad-input tests.
 
-Parity: a kernel's max error against the float64 torch reference (the same explicit x_T and
-step noise) is at most twice the error of the torch backend in the same dtype, plus a floor
-relative to the samples' size (flash-attention's rule); kernels write into NaN-filled outputs.
+Parity: every backend's max error against the independent float64 reference (tests/reference.py
+sequential_sample64: each model as its own narrow network, sde.py's step functions; the same
+explicit x_T and step noise), the op's torch backend included, is at most twice the error of the
+behaviour model's torch sampler in the same dtype, plus a floor relative to the samples' size
+(flash-attention's rule); kernels write into NaN-filled outputs.
 Without a GPU the triton backend runs in the interpreter (tests/conftest.py) in float32 and
 float16 with small widths and few steps; bf16 and cuda are skipped (tests/backend_skips.py).
 
@@ -21,18 +24,19 @@ import pytest
 import torch
 
 from scoredec import sampling, sde
-from scoredec.behavior import BehaviorModel
+from scoredec.behavior import BehaviorModel, sequential_torch
+from scoredec.behavior import sample_sequential as behavior_sample_sequential
 from scoredec.layout import AgentSpec
 from scoredec.nets import CompactScoreNet, ResNetScoreNet
 from scoredec.ops import BackendUnavailableError
 from scoredec.ops import sampler as ss
-from scoredec.ops.sampler import sample_sequential
 from scoredec.sampling import integrate
 
 from op_testing import DEVICE, HAS_GPU, assert_compiles_fullgraph, assert_tolerance, nan_like, skip_unless_runs
+from reference import sequential_sample64
 from test_nets import random_batch, small_cfg
 
-FLOOR = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+FLOOR = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
 STEPS = 6 if HAS_GPU else 2
 
 # (m, B, x_dim, obs_w, width, layers, tile): one agent and one row; odd depth (the last hidden
@@ -61,6 +65,7 @@ def sequential_mask(m: int, dx: int, obs_w: int, g: torch.Generator) -> torch.Te
 
 
 def make_case(m, B, dx, obs_w, width, layers, dtype, steps=STEPS, eta=0.0, device=DEVICE, seed=0):
+    """(net, obs, x_T, step_noise); the net's in_mask is net.mask (the reference reads it)."""
     torch.manual_seed(seed + 100 * m + B)
     g = torch.Generator().manual_seed(seed + 100 * m + B)
     mask = sequential_mask(m, dx, obs_w, g)
@@ -73,23 +78,35 @@ def make_case(m, B, dx, obs_w, width, layers, dtype, steps=STEPS, eta=0.0, devic
     x_T = torch.randn(m, B, dx, generator=g)
     step_noise = torch.randn(m, steps, B, dx, generator=g) if eta > 0 else None
     net = net.to(device, dtype).eval().requires_grad_(False)
+    net.mask = mask
     cast = (lambda a: None if a is None else a.to(device, dtype))
     return net, cast(obs), cast(x_T), cast(step_noise)
 
 
-def reference64(net, obs, x_T, step_noise, steps, solver, eta, clip):
-    net64 = copy.deepcopy(net).cpu().double()
-    n64 = None if step_noise is None else step_noise.cpu().double()
-    with torch.no_grad():
-        return ss.sample_sequential_torch(net64, obs.cpu().double(), x_T.cpu().double(), n64, steps, solver,
-                                          "logSNR", eta, clip)
+def run(net, obs, x_T, step_noise=None, *, steps=STEPS, solver="dpm2", spacing="logSNR", eta=0.0, clip=1.0,
+        backend=None, graph=None):
+    """The behaviour model's sequential sampler with sde.make_solver's solver."""
+    return behavior_sample_sequential(net, obs, x_T, step_noise, sde.make_solver(solver, steps, spacing, eta),
+                                      clip=clip, backend=backend, graph=graph)
+
+
+def kernel_args(net, obs, x_T, step_noise, steps, solver, eta, clip) -> tuple:
+    """The fused op's arguments: (obs, x_T, step_noise, coef, freqs, w0, b0, wh, bh, wo, bo, clip, solver)."""
+    freqs, *weights = net.packed_weights()
+    coef = sde.make_solver(solver, steps, "logSNR", eta).table(x_T.device)
+    clip = float("inf") if clip is None else float(clip)
+    return (obs, x_T, step_noise, coef, freqs.float().contiguous(), *weights, clip, solver)
 
 
 def assert_parity(out, net, obs, x_T, step_noise, steps, solver, eta, clip):
-    """op_testing's tolerance rule with a floor relative to the samples' size."""
-    ref = reference64(net, obs, x_T, step_noise, steps, solver, eta, clip)
+    """op_testing's tolerance rule with a floor relative to the samples' size; the base is the
+    behaviour model's torch sampler (module forward) in x_T's dtype."""
+    ref = sequential_sample64(net.cpu(), net.mask, obs, x_T, step_noise, steps, solver, eta, clip)
+    net.to(x_T.device)
     with torch.no_grad():
-        base = ss.sample_sequential_torch(net, obs, x_T, step_noise, steps, solver, "logSNR", eta, clip)
+        base = sequential_torch(net, obs, x_T, step_noise, sde.make_solver(solver, steps, "logSNR", eta), clip)
+    if x_T.dtype == torch.float64:
+        torch.testing.assert_close(out.cpu(), ref, rtol=1e-9, atol=1e-9)
     assert_tolerance(out, x_T, ref, base, FLOOR[x_T.dtype] * (1.0 + ref.abs().max().item()))
 
 
@@ -97,6 +114,35 @@ def _kernel_dtypes():
     out = [pytest.param(torch.float32, id="float32")]
     out += [pytest.param(torch.float16, id="float16"), pytest.param(torch.bfloat16, id="bfloat16")]
     return out
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16], ids=str)
+def test_torch_op_parity(dtype, case, solver):
+    """The op's torch backend (on the coefficient table and packed weights) against float64."""
+    m, B, dx, obs_w, width, layers, _ = CASES[case]
+    name, eta = SOLVERS[solver]
+    net, obs, x_T, step_noise = make_case(m, B, dx, obs_w, width, layers, dtype, eta=eta, device="cpu", seed=3)
+    args = kernel_args(net, obs, x_T, step_noise, STEPS, name, eta, None)
+    # float64: the table as sde.py computes it (the kernels' copy is float32).
+    coef = sde.make_solver(name, STEPS, "logSNR", eta).coefficient_table() if dtype == torch.float64 else args[3]
+    freqs = args[4].double() if dtype == torch.float64 else args[4]
+    with torch.no_grad():
+        out = ss.sample_sequential(obs, x_T, coef, freqs, *args[5:11], step_noise=step_noise, clip=None,
+                                   solver=name, backend="torch")
+    assert_parity(out, net, obs, x_T, step_noise, STEPS, name, eta, None)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_behavior_torch_sampler_parity(dtype, solver):
+    """The behaviour model's torch sampler (module forward, sde.Solver steps) against float64."""
+    name, eta = SOLVERS[solver]
+    net, obs, x_T, step_noise = make_case(3, 7, 2, 5, 32, 2, dtype, eta=eta, device="cpu", seed=4)
+    with torch.no_grad():
+        out = run(net, obs, x_T, step_noise, solver=name, eta=eta, clip=None, backend="torch")
+    assert_parity(out, net, obs, x_T, step_noise, STEPS, name, eta, None)
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
@@ -110,7 +156,7 @@ def test_kernel_parity(backend, dtype, case, solver):
     m, B, dx, obs_w, width, layers, tile = CASES[case]
     name, eta = SOLVERS[solver]
     net, obs, x_T, step_noise = make_case(m, B, dx, obs_w, width, layers, dtype, eta=eta)
-    args = ss._kernel_args(net, obs, x_T, step_noise, STEPS, name, "logSNR", eta, None, sde.VPSDE())
+    args = kernel_args(net, obs, x_T, step_noise, STEPS, name, eta, None)
     out = nan_like(x_T)
     kwargs = {"tile": tile} if backend == "triton" else {}
     LAUNCH[backend](*args[:11], out, *args[11:], **kwargs)
@@ -124,7 +170,7 @@ def test_clipped_conditions(backend):
     net, obs, x_T, _ = make_case(3, 4, 2, 5, 32, 2, torch.float32)
     with torch.no_grad():
         net.mlp.layers[-1].weight.mul_(30.0)  # eps ~ x_T: samples of both signs, some inside [-1, 1]
-        out = sample_sequential(net, obs, x_T, steps=STEPS, solver="dpm2", backend=backend)
+        out = run(net, obs, x_T, solver="dpm2", backend=backend)
     assert out.abs().max() <= 1.0
     assert_parity(out, net, obs, x_T, None, STEPS, "dpm2", 0.0, 1.0)
 
@@ -135,8 +181,8 @@ def test_coefficient_table_reproduces_the_solver_steps():
     x, e, e2 = (torch.randn(5, generator=g, dtype=torch.float64) for _ in range(3))
     grid = sde.time_grid(4, spacing="logSNR")
     for solver, eta in SOLVERS.values():
-        table = ss.coefficient_table(4, solver, "logSNR", eta)
-        assert table.shape == (4, len(ss.COEF_COLUMNS)) and table.dtype == torch.float64
+        table = sde.make_solver(solver, 4, "logSNR", eta).coefficient_table()
+        assert table.shape == (4, len(sde.COEF_COLUMNS)) and table.dtype == torch.float64
         for i in range(4):
             t, s = float(grid[i]), float(grid[i + 1])
             _, _, u_x, u_e, c_x, c_e, c_2, _ = table[i].tolist()
@@ -267,8 +313,7 @@ def test_opcheck(backend):
     op = {"triton": torch.ops.scoredec.sample_sequential_triton,
           "cuda": torch.ops.scoredec.sample_sequential_cuda}[backend]
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32)
-    args = ss._kernel_args(net, obs, x_T, None, 1, "dpm1", "logSNR", 0.0, 1.0, sde.VPSDE())
-    torch.library.opcheck(op.default, args)
+    torch.library.opcheck(op.default, kernel_args(net, obs, x_T, None, 1, "dpm1", 0.0, 1.0))
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
@@ -279,15 +324,18 @@ def test_torch_compile_fullgraph(backend):
     skip_unless_runs(ss.OP, backend)
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32)
 
-    def run(obs, x_T):
-        return sample_sequential(net, obs, x_T, steps=2, backend=backend, graph=False) * 2.0
+    def sample(obs, x_T):
+        return run(net, obs, x_T, steps=2, backend=backend, graph=False) * 2.0
 
-    assert_compiles_fullgraph(run, obs, x_T)
+    assert_compiles_fullgraph(sample, obs, x_T)
 
 
 def test_empty_batch_torch_and_kernels():
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
-    out = sample_sequential(net, obs[:, :0].contiguous(), x_T[:, :0].contiguous(), steps=2, backend="torch")
+    out = run(net, obs[:, :0].contiguous(), x_T[:, :0].contiguous(), steps=2, backend="torch")
+    assert out.shape == (2, 0, 2)
+    args = kernel_args(net, obs[:, :0].contiguous(), x_T[:, :0].contiguous(), None, 2, "dpm2", 0.0, 1.0)
+    out = ss.sample_sequential(*args[:2], *args[3:11], clip=1.0, solver="dpm2", backend="torch")
     assert out.shape == (2, 0, 2)
 
 
@@ -299,7 +347,6 @@ def _bad_cases():
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
     sn = torch.zeros(2, 2, 3, 2)
     return {
-        "net-type": ((torch.nn.Linear(2, 2), obs, x_T), {}, TypeError, "net must be"),
         "x_T-not-tensor": ((net, obs, x_T.tolist()), {}, TypeError, "x_T must be a torch.Tensor"),
         "x_T-int": ((net, obs, x_T.long()), {}, TypeError, "x_T must"),
         "obs-dtype": ((net, obs.half(), x_T), {}, TypeError, "obs must have the dtype"),
@@ -333,7 +380,7 @@ BAD = _bad_cases()
 def test_bad_input_names_argument(backend, case):
     args, kwargs, exc, match = BAD[case]
     with pytest.raises(exc, match=match):
-        sample_sequential(*args, backend=backend, **kwargs)
+        run(*args, backend=backend, **kwargs)
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA device to mix devices")
@@ -341,9 +388,9 @@ def test_bad_input_names_argument(backend, case):
 def test_mixed_devices_name_argument(backend):
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cuda")
     with pytest.raises(ValueError, match="obs is on cpu"):
-        sample_sequential(net, obs.cpu(), x_T, steps=1, backend=backend)
+        run(net, obs.cpu(), x_T, steps=1, backend=backend)
     with pytest.raises(ValueError, match="net is on cpu"):
-        sample_sequential(net.cpu(), obs, x_T, steps=1, backend=backend)
+        run(net.cpu(), obs, x_T, steps=1, backend=backend)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
@@ -354,9 +401,9 @@ def test_kernel_limits_name_argument(backend):
     res = ResNetScoreNet(2, 2, 7, hidden=16).to(DEVICE).eval()
     try:
         with pytest.raises(TypeError, match="x_T must be float32/float16/bfloat16 for the kernel"):
-            sample_sequential(net, obs, x_T, steps=1, backend=backend)
+            run(net, obs, x_T, steps=1, backend=backend)
         with pytest.raises(TypeError, match="take a CompactScoreNet"):
-            sample_sequential(res, obs.float(), x_T.float(), steps=1, backend=backend)
+            run(res, obs.float(), x_T.float(), steps=1, backend=backend)
     except BackendUnavailableError as e:
         pytest.skip(str(e))
 
@@ -365,7 +412,7 @@ def test_kernel_limits_name_argument(backend):
 def test_custom_op_validates_packed_weights(backend):
     skip_unless_runs(ss.OP, backend)
     net, obs, x_T, _ = make_case(2, 3, 2, 5, 32, 2, torch.float32)
-    args = list(ss._kernel_args(net, obs, x_T, None, 1, "dpm1", "logSNR", 0.0, 1.0, sde.VPSDE()))
+    args = list(kernel_args(net, obs, x_T, None, 1, "dpm1", 0.0, 1.0))
     op = {"triton": ss.sample_sequential_triton, "cuda": ss.sample_sequential_cuda}[backend]
     bad = list(args)
     bad[5] = args[5][:, 1:].contiguous()
@@ -408,7 +455,7 @@ def test_kernels_refuse_the_default_recipe_by_name(changes):
     automatic choice takes torch."""
     torch.manual_seed(0)
     model = BehaviorModel(SPEC, "sequential", small_cfg("compact", **changes)).float()
-    key = ss._key(model.net, torch.zeros(1))
+    key = model.net.sequential_kernel_key(torch.float32)
     err = ss._kernel_accepts(*key)
     assert isinstance(err, TypeError) and "backend='torch'" in str(err)
     assert list(changes.values())[0] in str(err)

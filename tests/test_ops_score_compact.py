@@ -1,9 +1,11 @@
-"""Parity, wiring and bad-input tests of scoredec.ops.score_eval_compact on every backend.
+"""Parity, wiring and bad-input tests of scoredec.ops.score_eval_compact on every backend, and of
+CompactScoreNet.forward(backend=...), which packs its weights and calls it.
 
 The float64 reference is tests/reference.py's score_single: each model rebuilt as its own narrow
 network (only the input columns its in_mask keeps). Tolerance (flash-attention's rule,
-tests/op_testing.py): a kernel's max error against float64 is at most twice the error of the
-torch backend (the stacked net's forward) in the same dtype, plus a small floor. Kernels write
+tests/op_testing.py): every backend's max error against float64, the op's torch backend
+included, is at most twice the error of the network's own module forward in the same dtype,
+plus a small floor; in float64 the torch backend agrees with the reference to 1e-10. Kernels write
 into NaN-filled buffers, so a skipped tile fails. Without a GPU the triton backend runs in the
 interpreter (tests/conftest.py sets TRITON_INTERPRET=1) in float32/float16 only, with large row
 blocks to keep it fast; the cuda backend needs a GPU and is skipped here.
@@ -16,7 +18,7 @@ import torch
 
 from scoredec import sde
 from scoredec.nets import CompactScoreNet
-from scoredec.ops import BackendUnavailableError, score_eval_compact
+from scoredec.ops import BackendUnavailableError, registry, score_eval_compact
 from scoredec.ops import score_compact as sc
 
 from op_testing import (DEVICE, HAS_GPU, assert_behavior_epsilon_fused, assert_compiles_fullgraph,
@@ -25,7 +27,7 @@ from op_testing import (DEVICE, HAS_GPU, assert_behavior_epsilon_fused, assert_c
 
 FOURIER = 2 * sde.FOURIER_FREQUENCIES
 # Error floors per dtype, on top of 2x the torch backend's own error.
-FLOOR = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 # (m, B, x_dim, cond_dim, width, layers, tile): awkward batches and widths, odd condition
 # widths, odd and even depth (odd: the last hidden layer is chained into the head), a width
@@ -52,11 +54,31 @@ def make_case(m, B, dx, dc, width, layers, dtype, t_dtype=None, device=DEVICE, s
 
 
 def assert_parity(out, net, mask, x, t, cond):
-    """Against the per-model float64 reference, within op_testing's tolerance rule."""
+    """Against the per-model float64 reference, within op_testing's tolerance rule (the base:
+    the module forward in x's dtype)."""
     ref = score_reference64(net, mask, x, t, cond, FOURIER)
     with torch.no_grad():
-        base = sc.score_compact_torch(net, x, t, cond)
+        base = net(x, t, cond)
+    if x.dtype == torch.float64:
+        torch.testing.assert_close(out.cpu(), ref, rtol=1e-10, atol=1e-10)
     assert_tolerance(out, x, ref, base, FLOOR[x.dtype])
+
+
+def run_op(net, x, t, cond, backend):
+    """The op on the net's packed weights."""
+    return score_eval_compact(x, t, cond, *net.packed_weights(), activation=net.mlp.activation_name,
+                              backend=backend)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_torch_backend_parity(dtype, case):
+    """The op's torch backend (score_compact_torch on the packed weights) against float64."""
+    m, B, dx, dc, width, layers, _ = CASES[case]
+    net, mask, x, t, cond = make_case(m, B, dx, dc, width, layers, dtype, device="cpu", seed=7)
+    with torch.no_grad():
+        out = run_op(net, x, t, cond, "torch")
+    assert_parity(out, net, mask, x, t, cond)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -69,7 +91,7 @@ def test_kernel_parity(backend, dtype, case):
     out = nan_like(x)
     kwargs = {"tile": tile} if backend == "triton" else {}
     with torch.no_grad():
-        LAUNCH[backend](x, t, cond, *sc.pack_weights(net), out, **kwargs)
+        LAUNCH[backend](x, t, cond, *net.packed_weights(), out, **kwargs)
     assert_parity(out, net, mask, x, t, cond)
 
 
@@ -80,23 +102,26 @@ def test_float32_time_with_16bit_inputs(backend, dtype):
     skip_unless_runs(sc.OP, backend, dtype)
     net, mask, x, t, cond = make_case(2, 7, 2, 5, 32, 3, dtype, t_dtype=torch.float32)
     with torch.no_grad():
-        out = score_eval_compact(net, x, t, cond, backend=backend)
+        out = net(x, t, cond, backend=backend)
     assert_parity(out, net, mask, x, t, cond)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
-def test_public_function_matches_reference(backend):
+def test_net_forward_matches_reference(backend):
+    """CompactScoreNet.forward(backend=...): the module path (torch) or the op on its packed
+    weights, against float64."""
     skip_unless_runs(sc.OP, backend)
     net, mask, x, t, cond = make_case(3, 9, 6, 7, 64, 3, torch.float32)
     with torch.no_grad():
-        out = score_eval_compact(net, x, t, cond, backend=backend)
+        out = net(x, t, cond, backend=backend)
     assert_parity(out, net, mask, x, t, cond)
 
 
-def test_torch_backend_is_the_stacked_forward():
+def test_torch_op_is_the_module_forward():
+    """The op's torch backend on the packed weights and the module forward compute the same
+    function (float64, to rounding)."""
     net, _, x, t, cond = make_case(2, 5, 2, 5, 32, 3, torch.float64, device="cpu")
-    torch.testing.assert_close(score_eval_compact(net, x, t, cond, backend="torch"), net(x, t, cond),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(run_op(net, x, t, cond, "torch"), net(x, t, cond), rtol=1e-13, atol=1e-13)
 
 
 def test_pack_is_cached_until_a_weight_changes():
@@ -104,16 +129,16 @@ def test_pack_is_cached_until_a_weight_changes():
     only after an in-place write (an optimizer step, load_state_dict)."""
     net, mask, *_ = make_case(2, 3, 2, 5, 32, 3, torch.float32, device="cpu")
     net.requires_grad_(False)  # as in stage 2 (policy.py freezes the behaviour model)
-    first = sc.pack_weights(net)
-    assert all(a is b for a, b in zip(sc.pack_weights(net), first))
+    first = net.packed_weights()
+    assert all(a is b for a, b in zip(net.packed_weights(), first))
     hidden = net.mlp.layers[1]
     with torch.no_grad():
         hidden.weight.add_(1.0)
-    second = sc.pack_weights(net)
+    second = net.packed_weights()
     assert second[3] is not first[3]
     torch.testing.assert_close(second[3][:, 0], hidden.weight, rtol=0, atol=0)
     net.requires_grad_(True)   # autograd recording through the weights: never cached
-    assert sc.pack_weights(net)[1] is not sc.pack_weights(net)[1]
+    assert net.packed_weights()[1] is not net.packed_weights()[1]
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -121,7 +146,7 @@ def test_empty_batch(backend):
     skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 3, torch.float32)
     with torch.no_grad():
-        out = score_eval_compact(net, x[:, :0], t[:, :0], cond[:, :0], backend=backend)
+        out = run_op(net, x[:, :0], t[:, :0], cond[:, :0], backend)
     assert out.shape == (2, 0, 2)
 
 
@@ -140,7 +165,7 @@ def test_opcheck(backend):
     op = {"triton": torch.ops.scoredec.score_compact_triton, "cuda": torch.ops.scoredec.score_compact_cuda}[backend]
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
     with torch.no_grad():
-        packed = tuple(p.detach() for p in sc.pack_weights(net))
+        packed = tuple(p.detach() for p in net.packed_weights())
     torch.library.opcheck(op.default, (x, t, cond, *packed))
 
 
@@ -152,7 +177,7 @@ def test_torch_compile_fullgraph(backend):
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
 
     def run(x, t, cond):
-        return score_eval_compact(net, x, t, cond, backend=backend) * 2.0
+        return net(x, t, cond, backend=backend) * 2.0
 
     assert_compiles_fullgraph(run, x, t, cond)
 
@@ -161,7 +186,7 @@ def test_torch_compile_fullgraph(backend):
 def test_backward_raises_forward_only(backend):
     skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(1, 3, 2, 5, 32, 2, torch.float32)
-    out = score_eval_compact(net, x, t, cond, backend=backend)
+    out = net(x, t, cond, backend=backend)
     with pytest.raises(RuntimeError, match="forward only"):
         out.sum().backward()
 
@@ -172,25 +197,38 @@ def test_backward_raises_forward_only(backend):
 
 def _bad_cases():
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
-    return score_bad_cases(net, x, t, cond)
+    return net, score_bad_cases(net, x, t, cond)
 
 
-BAD = _bad_cases()
+BAD_NET, BAD = _bad_cases()
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-@pytest.mark.parametrize("backend", ["torch", "triton", "cuda", None])
+@pytest.mark.parametrize("backend", ["triton", "cuda", None])
 def test_bad_input_names_argument(backend, case):
     args, exc, match = BAD[case]
     with pytest.raises(exc, match=match):
-        score_eval_compact(*args, backend=backend)
+        BAD_NET(*args, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton", "cuda", None])
+def test_op_bad_input_names_argument(backend):
+    """The op itself checks the packed layout on every backend, torch included."""
+    net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
+    freqs, w0, b0, wh, bh, wo, bo = net.packed_weights()
+    with pytest.raises(ValueError, match="w0 must be"):
+        score_eval_compact(x, t, cond[..., :4].contiguous(), freqs, w0, b0, wh, bh, wo, bo, backend=backend)
+    with pytest.raises(TypeError, match="wo must have the dtype"):
+        score_eval_compact(x, t, cond, freqs, w0, b0, wh, bh, wo.double(), bo, backend=backend)
+    with pytest.raises(ValueError, match="activation must be"):
+        score_eval_compact(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, activation="gelu", backend=backend)
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA device to mix devices")
-@pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
+@pytest.mark.parametrize("backend", ["triton", "cuda", None])
 def test_mixed_devices_name_argument(backend):
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cuda")
-    assert_mixed_devices_named(score_eval_compact, net, x, t, cond, backend)
+    assert_mixed_devices_named(net, x, t, cond, backend)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
@@ -200,9 +238,9 @@ def test_kernel_limits_name_argument(backend):
     wide, _, xw, tw, cw = make_case(1, 3, 2, 5, 528, 1, torch.float32)
     try:
         with pytest.raises(TypeError, match="x must be float32/float16/bfloat16 for the kernel"):
-            score_eval_compact(net64, x, t, cond, backend=backend)
+            net64(x, t, cond, backend=backend)
         with pytest.raises(ValueError, match="width 528"):
-            score_eval_compact(wide, xw, tw, cw, backend=backend)
+            wide(xw, tw, cw, backend=backend)
     except BackendUnavailableError as e:
         pytest.skip(str(e))
 
@@ -212,7 +250,7 @@ def test_custom_op_validates_packed_weights(backend):
     skip_unless_runs(sc.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
     with torch.no_grad():
-        freqs, w0, b0, wh, bh, wo, bo = (p.detach() for p in sc.pack_weights(net))
+        freqs, w0, b0, wh, bh, wo, bo = (p.detach() for p in net.packed_weights())
     op = {"triton": sc.score_compact_triton, "cuda": sc.score_compact_cuda}[backend]
     with pytest.raises(ValueError, match="w0 must be"):
         op(x, t, cond, freqs, w0[:, 1:].contiguous(), b0, wh, bh, wo, bo)
@@ -225,15 +263,13 @@ def test_custom_op_validates_packed_weights(backend):
 def test_kernels_refuse_a_relu_net_by_name():
     """The fused kernels implement the Mish net; the default recipe's ReLU net is refused by name
     when a kernel is asked for, and the automatic choice takes torch."""
-    from scoredec.ops import registry
-
     torch.manual_seed(0)
     net = CompactScoreNet(2, 2, 5, width=32, layers=2, activation="relu")
     x, t, cond = torch.zeros(2, 3, 2), torch.full((2, 3), 0.5), torch.zeros(2, 3, 5)
-    key = sc._key(net, x, t)
+    key = sc.kernel_key(x, t, net.freqs, net.width, net.mlp.activation_name)
     err = sc._kernel_accepts(*key)
     assert isinstance(err, TypeError) and "'relu'" in str(err)
     assert registry.select_name(sc.OP, x.device, key, None) == "torch"
     for backend in ("triton", "cuda"):
         with pytest.raises((TypeError, BackendUnavailableError), match="Mish|unavailable"):
-            score_eval_compact(net, x, t, cond, backend=backend)
+            net(x, t, cond, backend=backend)

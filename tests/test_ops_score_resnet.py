@@ -1,9 +1,11 @@
-"""Parity, wiring and bad-input tests of scoredec.ops.score_eval_resnet on every backend.
+"""Parity, wiring and bad-input tests of scoredec.ops.score_eval_resnet on every backend, and of
+ResNetScoreNet.forward(backend=...), which packs its weights and calls it.
 
 The float64 reference is tests/reference.py's score_single: each model rebuilt as its own narrow
 network (only the input columns its in_mask keeps). Tolerance (flash-attention's rule,
-tests/op_testing.py): a kernel's max error against float64 is at most twice the error of the
-torch backend (the stacked net's forward) in the same dtype, plus a small floor. Kernels write
+tests/op_testing.py): every backend's max error against float64, the op's torch backend
+included, is at most twice the error of the network's own module forward in the same dtype,
+plus a small floor; in float64 the torch backend agrees with the reference to 1e-10. Kernels write
 into NaN-filled buffers, so a skipped tile fails. Without a GPU the triton backend runs in the interpreter
 (tests/conftest.py sets TRITON_INTERPRET=1) in float32/float16 only, on small widths with large
 blocks to keep it fast; the cuda backend needs a GPU and is skipped here.
@@ -24,7 +26,7 @@ from op_testing import (DEVICE, HAS_GPU, assert_behavior_epsilon_fused, assert_c
                         score_reference64, skip_unless_runs)
 
 # Error floors per dtype, on top of 2x the torch backend's own error.
-FLOOR = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 # Interpreter block sizes: few programs, few loop iterations (its cost is per block iteration).
 CPU_TILES = {"stem": (64, 64), "gemm": (64, 128, 64, 4)}
 
@@ -57,11 +59,29 @@ def make_case(m, B, dx, dc, hidden, blocks, dtype, t_dtype=None, device=DEVICE, 
 
 
 def assert_parity(out, net, mask, x, t, cond):
-    """Against the per-model float64 reference, within op_testing's tolerance rule."""
+    """Against the per-model float64 reference, within op_testing's tolerance rule (the base:
+    the module forward in x's dtype)."""
     ref = score_reference64(net, mask, x, t, cond, 0)
     with torch.no_grad():
-        base = sr.score_resnet_torch(net, x, t, cond)
+        base = net(x, t, cond)
+    if x.dtype == torch.float64:
+        torch.testing.assert_close(out.cpu(), ref, rtol=1e-10, atol=1e-10)
     assert_tolerance(out, x, ref, base, FLOOR[x.dtype])
+
+
+def run_op(net, x, t, cond, backend):
+    """The op on the net's packed weights."""
+    return score_eval_resnet(x, t, cond, *net.packed_weights(), backend=backend)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_torch_backend_parity(dtype, case):
+    """The op's torch backend (score_resnet_torch on the packed weights) against float64."""
+    net, mask, x, t, cond = make_case(*CASES[case], dtype, device="cpu", seed=7)
+    with torch.no_grad():
+        out = run_op(net, x, t, cond, "torch")
+    assert_parity(out, net, mask, x, t, cond)
 
 
 def _launch_kwargs(backend):
@@ -76,7 +96,7 @@ def test_kernel_parity(backend, dtype, case):
     net, mask, x, t, cond = make_case(*CASES[case], dtype)
     out = nan_like(x)
     with torch.no_grad():
-        LAUNCH[backend](x, t, cond, *sr.pack_weights(net), out, **_launch_kwargs(backend))
+        LAUNCH[backend](x, t, cond, *net.packed_weights(), out, **_launch_kwargs(backend))
     assert_parity(out, net, mask, x, t, cond)
 
 
@@ -91,7 +111,7 @@ def test_paper_width(backend, dtype, B):
     net, mask, x, t, cond = make_case(3, B, 5, 28, 512, 2, dtype)
     out = nan_like(x)
     with torch.no_grad():
-        LAUNCH[backend](x, t, cond, *sr.pack_weights(net), out)
+        LAUNCH[backend](x, t, cond, *net.packed_weights(), out)
     assert_parity(out, net, mask, x, t, cond)
 
 
@@ -102,23 +122,26 @@ def test_float32_time_with_16bit_inputs(backend, dtype):
     skip_unless_runs(sr.OP, backend, dtype)
     net, mask, x, t, cond = make_case(2, 7, 2, 5, 32, 1, dtype, t_dtype=torch.float32)
     with torch.no_grad():
-        out = score_eval_resnet(net, x, t, cond, backend=backend)
+        out = net(x, t, cond, backend=backend)
     assert_parity(out, net, mask, x, t, cond)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
-def test_public_function_matches_reference(backend):
+def test_net_forward_matches_reference(backend):
+    """ResNetScoreNet.forward(backend=...): the module path (torch) or the op on its packed
+    weights, against float64."""
     skip_unless_runs(sr.OP, backend)
     net, mask, x, t, cond = make_case(3, 9, 6, 7, 32, 2, torch.float32)
     with torch.no_grad():
-        out = score_eval_resnet(net, x, t, cond, backend=backend)
+        out = net(x, t, cond, backend=backend)
     assert_parity(out, net, mask, x, t, cond)
 
 
-def test_torch_backend_is_the_stacked_forward():
+def test_torch_op_is_the_module_forward():
+    """The op's torch backend on the packed weights and the module forward (eval) compute the
+    same function (float64, to rounding)."""
     net, _, x, t, cond = make_case(2, 5, 2, 5, 32, 2, torch.float64, device="cpu")
-    torch.testing.assert_close(score_eval_resnet(net, x, t, cond, backend="torch"), net(x, t, cond),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(run_op(net, x, t, cond, "torch"), net(x, t, cond), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -126,7 +149,7 @@ def test_empty_batch(backend):
     skip_unless_runs(sr.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 1, torch.float32)
     with torch.no_grad():
-        out = score_eval_resnet(net, x[:, :0], t[:, :0], cond[:, :0], backend=backend)
+        out = run_op(net, x[:, :0], t[:, :0], cond[:, :0], backend)
     assert out.shape == (2, 0, 2)
 
 
@@ -145,7 +168,7 @@ def test_opcheck(backend):
     op = {"triton": torch.ops.scoredec.score_resnet_triton, "cuda": torch.ops.scoredec.score_resnet_cuda}[backend]
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 1, torch.float32)
     with torch.no_grad():
-        packed = [[w.detach() for w in p] if isinstance(p, list) else p.detach() for p in sr.pack_weights(net)]
+        packed = [[w.detach() for w in p] if isinstance(p, list) else p.detach() for p in net.packed_weights()]
     torch.library.opcheck(op.default, (x, t, cond, *packed, 1e-5))
 
 
@@ -157,7 +180,7 @@ def test_torch_compile_fullgraph(backend):
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 1, torch.float32)
 
     def run(x, t, cond):
-        return score_eval_resnet(net, x, t, cond, backend=backend) * 2.0
+        return net(x, t, cond, backend=backend) * 2.0
 
     assert_compiles_fullgraph(run, x, t, cond)
 
@@ -166,7 +189,7 @@ def test_torch_compile_fullgraph(backend):
 def test_backward_raises_forward_only(backend):
     skip_unless_runs(sr.OP, backend)
     net, _, x, t, cond = make_case(1, 3, 2, 5, 32, 1, torch.float32)
-    out = score_eval_resnet(net, x, t, cond, backend=backend)
+    out = net(x, t, cond, backend=backend)
     with pytest.raises(RuntimeError, match="forward only"):
         out.sum().backward()
 
@@ -191,19 +214,19 @@ def test_pack_is_cached_until_the_embed_weight_changes():
     or a new mask repacks it. Every other packed tensor is a view of its parameter."""
     net, mask, *_ = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
     net.requires_grad_(False)  # as in stage 2 (policy.py freezes the behaviour model)
-    first = sr.pack_weights(net)
-    second = sr.pack_weights(net)
+    first = net.packed_weights()
+    second = net.packed_weights()
     assert second[5] is first[5]
     assert first[7].data_ptr() == net.trunk_in.weight.data_ptr()
     assert [w.data_ptr() for w in first[11]] == [u.weight.data_ptr() for u in net.up]
     with torch.no_grad():
         net.embed.weight.add_(1.0)
-    third = sr.pack_weights(net)
+    third = net.packed_weights()
     assert third[5] is not first[5]
     torch.testing.assert_close(third[5], net.embed.weight.detach() * mask[:, :, None].float(), rtol=0, atol=0)
     with torch.no_grad():
         net.embed.in_mask.zero_()
-    assert sr.pack_weights(net)[5].abs().max() == 0
+    assert net.packed_weights()[5].abs().max() == 0
 
 
 def test_training_mode_with_dropout_runs_on_torch_only():
@@ -211,16 +234,14 @@ def test_training_mode_with_dropout_runs_on_torch_only():
     dropout raises; the automatic choice takes torch."""
     net, _, x, t, cond = make_case(1, 3, 2, 5, 32, 1, torch.float32)
     net.train()
-    key = sr._key(net, x, t)
-    assert key[3] is True
+    key = sr.kernel_key(x, t, net.freqs, dropout_active=True)
     err = sr._kernel_accepts(*key)
     assert isinstance(err, ValueError) and "training mode" in str(err)
     assert registry.select_name(sr.OP, DEVICE, key, None) == "torch"
+    assert net._select_backend(x, t, None) == "torch"
     for backend in ("triton", "cuda"):
         with pytest.raises((ValueError, BackendUnavailableError), match="training mode|unavailable"):
-            score_eval_resnet(net, x, t, cond, backend=backend)
-    net.dropout.p = 0.0
-    assert sr._key(net, x, t)[3] is False
+            net(x, t, cond, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,25 +250,36 @@ def test_training_mode_with_dropout_runs_on_torch_only():
 
 def _bad_cases():
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 1, torch.float32, device="cpu")
-    return score_bad_cases(net, x, t, cond)
+    return net, score_bad_cases(net, x, t, cond)
 
 
-BAD = _bad_cases()
+BAD_NET, BAD = _bad_cases()
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-@pytest.mark.parametrize("backend", ["torch", "triton", "cuda", None])
+@pytest.mark.parametrize("backend", ["triton", "cuda", None])
 def test_bad_input_names_argument(backend, case):
     args, exc, match = BAD[case]
     with pytest.raises(exc, match=match):
-        score_eval_resnet(*args, backend=backend)
+        BAD_NET(*args, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton", "cuda", None])
+def test_op_bad_input_names_argument(backend):
+    """The op itself checks the packed layout on every backend, torch included."""
+    net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32, device="cpu")
+    packed = list(net.packed_weights())
+    with pytest.raises(ValueError, match="we must be"):
+        score_eval_resnet(x, t, cond[..., :4].contiguous(), *packed, backend=backend)
+    with pytest.raises(TypeError, match="ln_b must be a list of 2"):
+        score_eval_resnet(x, t, cond, *packed[:10], packed[10][:1], *packed[11:], backend=backend)
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA device to mix devices")
-@pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
+@pytest.mark.parametrize("backend", ["triton", "cuda", None])
 def test_mixed_devices_name_argument(backend):
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 1, torch.float32, device="cuda")
-    assert_mixed_devices_named(score_eval_resnet, net, x, t, cond, backend)
+    assert_mixed_devices_named(net, x, t, cond, backend)
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
@@ -256,7 +288,7 @@ def test_float64_names_the_kernel_limit(backend):
     net64, _, x, t, cond = make_case(1, 3, 2, 5, 32, 1, torch.float64)
     try:
         with pytest.raises(TypeError, match="x must be float32/float16/bfloat16 for the kernel"):
-            score_eval_resnet(net64, x, t, cond, backend=backend)
+            net64(x, t, cond, backend=backend)
     except BackendUnavailableError as e:
         pytest.skip(str(e))
 
@@ -265,7 +297,7 @@ def test_float64_names_the_kernel_limit(backend):
 def test_custom_op_validates_packed_weights(backend):
     skip_unless_runs(sr.OP, backend)
     net, _, x, t, cond = make_case(2, 3, 2, 5, 32, 2, torch.float32)
-    packed = list(sr.pack_weights(net))
+    packed = list(net.packed_weights())
     op = {"triton": sr.score_resnet_triton, "cuda": sr.score_resnet_cuda}[backend]
 
     def call(**repl):

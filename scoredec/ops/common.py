@@ -15,8 +15,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from scoredec import sde
-
 from . import registry
 
 TORCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -32,9 +30,10 @@ SCORE_FORWARD_ONLY = ("the triton/cuda backends are forward only (stage 2 evalua
 # Public-call checks of the score evaluation ops: net(x [m, B, x_dim], t [m, B], cond [m, B, cond_dim]).
 # ---------------------------------------------------------------------------------------------
 
-def validate_score_inputs(name: str, net, x: Tensor, t: Tensor, cond: Tensor, weight_dtype: torch.dtype) -> None:
-    """Shapes, dtypes, devices and contiguity of a score net call, after the caller checked the
-    net's type; weight_dtype: the dtype of the net's parameters."""
+def validate_score_inputs(name: str, x: Tensor, t: Tensor, cond: Tensor, models: int, x_dim: int, cond_dim: int,
+                          weight_dtype: torch.dtype, weight_device: torch.device) -> None:
+    """Shapes, dtypes, devices and contiguity of a score net call net(x, t, cond) on a stack of
+    `models` models of widths x_dim, cond_dim whose parameters are weight_dtype on weight_device."""
     for arg, a in (("x", x), ("t", t), ("cond", cond)):
         if not isinstance(a, Tensor):
             raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(a).__name__}")
@@ -47,7 +46,7 @@ def validate_score_inputs(name: str, net, x: Tensor, t: Tensor, cond: Tensor, we
     if weight_dtype != x.dtype:
         raise TypeError(f"{name}: net parameters are {weight_dtype} but x is {x.dtype}; "
                         f"cast the net (net.to({x.dtype})) or the inputs")
-    m, dx, dc = net.models, net.x_dim, net.cond_dim
+    m, dx, dc = models, x_dim, cond_dim
     if x.dim() != 3 or x.shape[0] != m or x.shape[2] != dx:
         raise ValueError(f"{name}: x must be [m, B, x_dim] = [{m}, B, {dx}], got shape {tuple(x.shape)}")
     B = x.shape[1]
@@ -58,8 +57,8 @@ def validate_score_inputs(name: str, net, x: Tensor, t: Tensor, cond: Tensor, we
     for arg, a in (("t", t), ("cond", cond)):
         if a.device != x.device:
             raise ValueError(f"{name}: {arg} is on {a.device} but x is on {x.device}")
-    if net.freqs.device != x.device:
-        raise ValueError(f"{name}: net is on {net.freqs.device} but x is on {x.device}")
+    if weight_device != x.device:
+        raise ValueError(f"{name}: net is on {weight_device} but x is on {x.device}")
     for arg, a in (("x", x), ("t", t), ("cond", cond)):
         if not a.is_contiguous():
             raise ValueError(f"{name}: {arg} must be contiguous (call .contiguous())")
@@ -67,7 +66,7 @@ def validate_score_inputs(name: str, net, x: Tensor, t: Tensor, cond: Tensor, we
 
 def score_kernel_dtype_error(name: str, x_dtype: torch.dtype, t_dtype: torch.dtype,
                              freqs_dtype: torch.dtype) -> Exception | None:
-    """The dtypes the fp32-accumulating score kernels take beyond validate_score_inputs; None if
+    """The dtypes the fp32-accumulating score kernels take beyond the torch reference's; None if
     accepted, else the error to raise."""
     if x_dtype not in KERNEL_DTYPES:
         return TypeError(f"{name}: x must be float32/float16/bfloat16 for the kernel backends, got {x_dtype} "
@@ -75,15 +74,8 @@ def score_kernel_dtype_error(name: str, x_dtype: torch.dtype, t_dtype: torch.dty
     if t_dtype not in (torch.float32, x_dtype):
         return TypeError(f"{name}: t must be float32 or {x_dtype} for the kernel backends, got {t_dtype}")
     if freqs_dtype not in (torch.float32, x_dtype):
-        return TypeError(f"{name}: net.freqs must be float32 or {x_dtype} for the kernel backends, got {freqs_dtype}")
+        return TypeError(f"{name}: freqs must be float32 or {x_dtype} for the kernel backends, got {freqs_dtype}")
     return None
-
-
-def score_net_forward(net, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    """net(x, t, cond), with the Fourier features computed in t's dtype (float32 t with 16-bit x
-    is allowed) and cast to x's dtype; identical to net(x, t, cond) when t has x's dtype."""
-    fourier = sde.fourier_features(t, net.freqs.to(t.dtype)).to(x.dtype)
-    return net.forward_embedded(x, fourier, cond)
 
 
 # ---------------------------------------------------------------------------------------------

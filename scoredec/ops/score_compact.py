@@ -7,19 +7,20 @@ width and zeroes the rows of the first weight a model lacks (StackedLinear.in_ma
 models share one shape and run as one grid (row blocks x models) with no Python loop. The padded
 inputs meet zero weight rows, exactly as in the torch forward.
 
-Backends: torch is the stacked net's own forward (the specification). triton
+The op takes tensors only: x, t, cond and the packed weights (PACKED below; scoredec.nets.CompactScoreNet
+packs its own and calls this op from its forward). Backends: torch (score_compact_torch, the
+specification on the packed weights, float64-capable and differentiable), triton
 (kernels/score_compact.py) and cuda (csrc/score_compact.cu) run the whole MLP of every model in
 one fused launch: Fourier features, input concatenation, bias adds and Mish inside the GEMMs.
 They are registered as torch.library custom ops (scoredec::score_compact_triton,
-scoredec::score_compact_cuda) taking the packed weights (pack_weights), so torch.compile and
-CUDA graphs see them.
+scoredec::score_compact_cuda) taking the packed weights, so torch.compile and CUDA graphs see
+them.
 
 Forward only: the op sits under stop-gradient in stage 2. The kernel ops raise on backward
 instead of returning a wrong (zero) gradient; use backend='torch' to differentiate.
 
-Dtypes: x, cond and the net's parameters share one dtype: float32, float16 or bfloat16 on every
-backend, float64 on torch only (cast the net with net.to(dtype)). t and the net's freqs buffer
-are float32 or x's dtype. The kernels accumulate in float32 and compute the Fourier features and
+Dtypes: x, cond and the weights share one dtype: float32, float16 or bfloat16 on every backend,
+float64 on torch only. t and freqs are float32 or x's dtype. The kernels accumulate in float32 and compute the Fourier features and
 Mish in float32; the torch backend computes the features in t's dtype.
 """
 
@@ -28,9 +29,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoredec.nets import CompactScoreNet
+from scoredec import sde
 
 from . import common, registry
+from .activations import ACTIVATIONS
 
 OP = "score_compact"
 NAME = "score_eval_compact"
@@ -41,20 +43,19 @@ KERNEL_DTYPES = common.KERNEL_DTYPES
 KERNEL_MAX_WIDTH = 512
 
 
+# Packed layout (what CompactScoreNet.packed_weights returns, in the weights' dtype):
+#   freqs [F], w0 [m, dx + dc + 2F, W] (input mask applied), b0 [m, 1, W],
+#   wh [m, layers-1, W, W], bh [m, layers-1, W], wo [m, W, dx], bo [m, 1, dx].
+PACKED = ("freqs", "w0", "b0", "wh", "bh", "wo", "bo")
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation: the error names the offending argument.
 # ---------------------------------------------------------------------------------------------
 
-def validate(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> None:
-    """Shapes, dtypes, devices and contiguity common to every backend."""
-    if not isinstance(net, CompactScoreNet):
-        raise TypeError(f"{NAME}: net must be a scoredec.nets.CompactScoreNet, got {type(net).__name__}")
-    common.validate_score_inputs(NAME, net, x, t, cond, net.mlp.layers[0].weight.dtype)
-
-
-def _key(net: CompactScoreNet, x: Tensor, t: Tensor) -> tuple:
+def kernel_key(x: Tensor, t: Tensor, freqs: Tensor, width: int, activation: str) -> tuple:
     """What the kernel backends' input checks read."""
-    return x.dtype, t.dtype, net.freqs.dtype, net.mlp.layers[0].out_features, net.mlp.activation_name
+    return x.dtype, t.dtype, freqs.dtype, width, activation
 
 
 def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: torch.dtype, width: int,
@@ -71,12 +72,20 @@ def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: tor
     return None
 
 
-def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
-                    bh: Tensor, wo: Tensor, bo: Tensor) -> None:
-    """The custom ops' own check (they can be called directly): packed layout of pack_weights."""
+def select_backend(x: Tensor, t: Tensor, freqs: Tensor, width: int, activation: str,
+                   backend: str | None) -> str:
+    """The backend a call with these inputs runs on (registry.select_name's rules)."""
+    return registry.select_name(OP, x.device, kernel_key(x, t, freqs, width, activation), backend)
+
+
+def validate(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
+             bh: Tensor, wo: Tensor, bo: Tensor, activation: str = "mish") -> None:
+    """Every backend's check of the packed layout (the custom ops can be called directly)."""
     args = {"x": x, "t": t, "cond": cond, "freqs": freqs, "w0": w0, "b0": b0, "wh": wh, "bh": bh, "wo": wo,
             "bo": bo}
     common.check_tensors(NAME, args)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{NAME}: activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
     if x.dim() != 3 or cond.dim() != 3 or w0.dim() != 3:
         raise ValueError(f"{NAME}: x, cond must be [m, B, *] and w0 [m, K0, W]; got x {tuple(x.shape)}, "
                          f"cond {tuple(cond.shape)}, w0 {tuple(w0.shape)}")
@@ -89,57 +98,44 @@ def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tenso
         raise ValueError(f"{NAME}: freqs must be [F] and wh [m, layers-1, W, W]; got freqs {tuple(freqs.shape)}, "
                          f"wh {tuple(wh.shape)}")
     common.check_shapes(NAME, args, shapes)
-    if x.dtype not in KERNEL_DTYPES:
-        raise TypeError(f"{NAME}: x must be float32/float16/bfloat16 for the kernel backends, got {x.dtype}")
+    if x.dtype not in TORCH_DTYPES:
+        raise TypeError(f"{NAME}: x must be float32/float16/bfloat16/float64, got {x.dtype}")
     common.check_same_dtype(NAME, args, ("cond", "w0", "b0", "wh", "bh", "wo", "bo"), "x")
     for name in ("t", "freqs"):
         if args[name].dtype not in (torch.float32, x.dtype):
             raise TypeError(f"{NAME}: {name} must be float32 or {x.dtype}, got {args[name].dtype}")
-    if W > KERNEL_MAX_WIDTH:
-        raise ValueError(f"{NAME}: width {W} > {KERNEL_MAX_WIDTH} is not supported by the kernels")
     common.check_device_contiguous(NAME, args, "x")
 
 
-# ---------------------------------------------------------------------------------------------
-# torch: the specification, the stacked net's own forward.
-# ---------------------------------------------------------------------------------------------
-
-def score_compact_torch(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    """net(x, t, cond) with the Fourier features in t's dtype (common.score_net_forward)."""
-    return common.score_net_forward(net, x, t, cond)
+def _validate_kernel(x, t, cond, freqs, w0, b0, wh, bh, wo, bo) -> None:
+    validate(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
+    if (err := _kernel_accepts(*kernel_key(x, t, freqs, w0.shape[2], "mish"))) is not None:
+        raise err
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernel backends: packed weights, launchers writing into given buffers (tests pass NaN-filled
-# ones), custom ops.
+# torch: the specification, on the packed weights.
 # ---------------------------------------------------------------------------------------------
 
-def pack_weights(net: CompactScoreNet) -> tuple[Tensor, ...]:
-    """(freqs [F], w0 [m, K0, W], b0 [m, 1, W], wh [m, layers-1, W, W], bh [m, layers-1, W],
-    wo [m, W, dx], bo [m, 1, dx]): the effective weights (in_mask applied) the kernels read, in
-    the parameters' dtype; packed once per parameter state (common.cached_pack)."""
-    sources = (net.freqs, *net.mlp.parameters(), *net.mlp.buffers())
-    return common.cached_pack(net.mlp, sources, lambda: _pack(net))
+def score_compact_torch(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
+                        bh: Tensor, wo: Tensor, bo: Tensor, activation: str = "mish") -> Tensor:
+    """act(... act([x, cond, fourier(t)] w0 + b0) wh[i] + bh[i] ...) wo + bo per model, the
+    Fourier features in t's dtype cast to x's (the kernels compute them in float32)."""
+    act = ACTIVATIONS[activation]
+    fourier = sde.fourier_features(t, freqs.to(t.dtype)).to(x.dtype)
+    h = act(torch.baddbmm(b0, torch.cat([x, cond, fourier], dim=-1), w0))
+    for i in range(wh.shape[1]):
+        h = act(torch.baddbmm(bh[:, i:i + 1], h, wh[:, i]))
+    return torch.baddbmm(bo, h, wo)
 
 
-def _pack(net: CompactScoreNet) -> tuple[Tensor, ...]:
-    layers = net.mlp.layers
-    w0 = layers[0].effective_weight().contiguous()
-    hidden = layers[1:-1]
-    m, W = net.models, layers[0].out_features
-    if hidden:
-        wh = torch.stack([layer.weight for layer in hidden], dim=1)
-        bh = torch.cat([layer.bias for layer in hidden], dim=1)
-    else:
-        wh = w0.new_empty((m, 0, W, W))
-        bh = w0.new_empty((m, 0, W))
-    return (net.freqs, w0, layers[0].bias.contiguous(), wh, bh, layers[-1].weight.contiguous(),
-            layers[-1].bias.contiguous())
-
+# ---------------------------------------------------------------------------------------------
+# Kernel backends: launchers writing into given buffers (tests pass NaN-filled ones), custom ops.
+# ---------------------------------------------------------------------------------------------
 
 def launch_triton(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
                   bh: Tensor, wo: Tensor, bo: Tensor, out: Tensor, tile: tuple[int, int] | None = None) -> None:
-    validate_packed(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
+    _validate_kernel(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
     common.check_output(NAME, x, out)
     from scoredec.kernels import score_compact as kernel
 
@@ -149,7 +145,7 @@ def launch_triton(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor,
 
 def launch_cuda(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
                 bh: Tensor, wo: Tensor, bo: Tensor, out: Tensor) -> None:
-    validate_packed(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
+    _validate_kernel(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
     common.check_output(NAME, x, out)
     if x.device.type != "cuda":
         raise ValueError(f"{NAME}: the cuda backend needs CUDA tensors, x is on {x.device}")
@@ -192,12 +188,12 @@ def _fake(x, t, cond, freqs, w0, b0, wh, bh, wo, bo):
 common.register_forward_only((score_compact_triton, score_compact_cuda), _fake, f"{NAME}: {common.SCORE_FORWARD_ONLY}")
 
 
-def _run_triton(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    return score_compact_triton(x, t, cond, *pack_weights(net))
+def _run_triton(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, activation):
+    return score_compact_triton(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
 
 
-def _run_cuda(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    return score_compact_cuda(x, t, cond, *pack_weights(net))
+def _run_cuda(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, activation):
+    return score_compact_cuda(x, t, cond, freqs, w0, b0, wh, bh, wo, bo)
 
 
 _triton_available = registry.triton_kernel_available("score_compact", "score_compact_kernel")
@@ -209,14 +205,17 @@ registry.register_backend(OP, "triton", _run_triton, _triton_available, _kernel_
 registry.register_backend(OP, "cuda", _run_cuda, _cuda_available, _kernel_accepts)
 
 
-def score_eval_compact(net: CompactScoreNet, x: Tensor, t: Tensor, cond: Tensor, *,
+def score_eval_compact(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, w0: Tensor, b0: Tensor, wh: Tensor,
+                       bh: Tensor, wo: Tensor, bo: Tensor, *, activation: str = "mish",
                        backend: str | None = None) -> Tensor:
-    """All m stacked compact score models' noise predictions in one fused pass (forward only).
+    """All m stacked compact score models' outputs in one fused pass (forward only on the kernels).
 
-    net: CompactScoreNet of m models; x: [m, B, x_dim]; t: [m, B]; cond: [m, B, cond_dim]; x, cond
-    and the net share one dtype (float32/float16/bfloat16; float64 on torch), t is float32 or
-    that dtype. Returns eps: [m, B, x_dim] in x's dtype.
+    x: [m, B, x_dim]; t: [m, B]; cond: [m, B, cond_dim]; the packed weights (PACKED, as
+    CompactScoreNet.packed_weights returns them); x, cond and the weights share one dtype
+    (float32/float16/bfloat16; float64 on torch), t and freqs are float32 or that dtype.
+    Returns [m, B, x_dim] in x's dtype. activation: between layers (the kernels: mish only).
     backend: 'torch' | 'triton' | 'cuda' | None (SCOREDEC_BACKEND, else automatic).
     """
-    validate(net, x, t, cond)
-    return registry.dispatch(OP, x.device, net, x, t, cond, backend=backend, key=_key(net, x, t))
+    validate(x, t, cond, freqs, w0, b0, wh, bh, wo, bo, activation)
+    return registry.dispatch(OP, x.device, x, t, cond, freqs, w0, b0, wh, bh, wo, bo, activation, backend=backend,
+                             key=kernel_key(x, t, freqs, w0.shape[2], activation))

@@ -21,10 +21,12 @@ read the effective (masked) embed weight, so padded inputs meet zeros, as in the
 Dropout is the identity (eval mode): the kernel backends refuse a net in training mode with
 active dropout (the automatic choice then takes torch).
 
-Backends: torch is the stacked net's own forward (the specification). triton
+The op takes tensors only: x, t, cond and the packed weights (PACKED below;
+scoredec.nets.ResNetScoreNet packs its own and calls this op from its forward). Backends: torch
+(score_resnet_torch, the specification on the packed weights, float64-capable), triton
 (kernels/score_resnet.py) and cuda (csrc/score_resnet.cu) implement the sequence above; both
 are registered as torch.library custom ops (scoredec::score_resnet_triton,
-scoredec::score_resnet_cuda) taking the packed weights (pack_weights), so torch.compile and
+scoredec::score_resnet_cuda) taking the packed weights, so torch.compile and
 CUDA graphs see them. The cuda GEMMs are plain tiles (WMMA tensor-core fragments for 16-bit,
 SIMT FMA for fp32, no asynchronous copies); the triton kernels (wgmma / mma.sync for 16-bit,
 pipelined loads, tiles chosen per batch) are the ones sized for speed. Forward only: the op
@@ -40,7 +42,7 @@ trained net is repacked exactly when its embed weight changed; under torch.compi
 autograd records, the multiply is done in place of the cache).
 
 Dtypes: x, cond and the net's parameters share one dtype: float32, float16 or bfloat16 on the
-kernel backends, also float64 on torch. t and net.freqs are float32 or x's dtype. The kernels
+kernel backends, also float64 on torch. t and freqs are float32 or x's dtype. The kernels
 accumulate in float32, keep the residual stream in float32, and round activations to the
 element type only as GEMM operands.
 """
@@ -50,7 +52,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoredec.nets import ResNetScoreNet
+from scoredec import sde
 
 from . import common, registry
 
@@ -63,20 +65,21 @@ KERNEL_DTYPES = common.KERNEL_DTYPES
 _ROLE_UP, _ROLE_DOWN, _ROLE_HEAD = 0, 1, 2
 
 
+# Packed layout (what ResNetScoreNet.packed_weights returns, in the weights' dtype):
+#   freqs [F], wt1 [m, 2F, 64], bt1 [m, 1, 64], wt2 [m, 64, 64], bt2 [m, 1, 64],
+#   we [m, dx + dc, 32] (input mask applied), be [m, 1, 32], wtr [m, 96, H], btr [m, 1, H],
+#   ln_w, ln_b: blocks x [m, 1, H], w1: blocks x [m, H, 4H], b1: blocks x [m, 1, 4H],
+#   w2: blocks x [m, 4H, H], b2: blocks x [m, 1, H], wh [m, H, dx], bh [m, 1, dx].
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation: the error names the offending argument.
 # ---------------------------------------------------------------------------------------------
 
-def validate(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> None:
-    """Shapes, dtypes, devices and contiguity common to every backend."""
-    if not isinstance(net, ResNetScoreNet):
-        raise TypeError(f"{NAME}: net must be a scoredec.nets.ResNetScoreNet, got {type(net).__name__}")
-    common.validate_score_inputs(NAME, net, x, t, cond, net.trunk_in.weight.dtype)
-
-
-def _key(net: ResNetScoreNet, x: Tensor, t: Tensor) -> tuple:
-    """What the kernel backends' input checks read."""
-    return x.dtype, t.dtype, net.freqs.dtype, bool(net.training and net.dropout.p > 0)
+def kernel_key(x: Tensor, t: Tensor, freqs: Tensor, dropout_active: bool = False) -> tuple:
+    """What the kernel backends' input checks read (dropout_active: the caller is a network
+    training with dropout, which the kernels do not compute)."""
+    return x.dtype, t.dtype, freqs.dtype, bool(dropout_active)
 
 
 def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: torch.dtype, dropout_active: bool):
@@ -89,14 +92,19 @@ def _kernel_accepts(x_dtype: torch.dtype, t_dtype: torch.dtype, freqs_dtype: tor
     return None
 
 
+def select_backend(x: Tensor, t: Tensor, freqs: Tensor, dropout_active: bool, backend: str | None) -> str:
+    """The backend a call with these inputs runs on (registry.select_name's rules)."""
+    return registry.select_name(OP, x.device, kernel_key(x, t, freqs, dropout_active), backend)
+
+
 _PACKED_NAMES = ("freqs", "wt1", "bt1", "wt2", "bt2", "we", "be", "wtr", "btr")
 _BLOCK_NAMES = ("ln_w", "ln_b", "w1", "b1", "w2", "b2")
 
 
-def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tensor, bt1: Tensor, wt2: Tensor,
-                    bt2: Tensor, we: Tensor, be: Tensor, wtr: Tensor, btr: Tensor, ln_w: list, ln_b: list,
-                    w1: list, b1: list, w2: list, b2: list, wh: Tensor, bh: Tensor) -> None:
-    """The custom ops' own check (they can be called directly): packed layout of pack_weights."""
+def validate(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tensor, bt1: Tensor, wt2: Tensor,
+             bt2: Tensor, we: Tensor, be: Tensor, wtr: Tensor, btr: Tensor, ln_w: list, ln_b: list,
+             w1: list, b1: list, w2: list, b2: list, wh: Tensor, bh: Tensor) -> None:
+    """Every backend's check of the packed layout (the custom ops can be called directly)."""
     args = dict(zip(("x", "t", "cond") + _PACKED_NAMES, (x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr)))
     args.update(wh=wh, bh=bh)
     lists = dict(zip(_BLOCK_NAMES, (ln_w, ln_b, w1, b1, w2, b2)))
@@ -131,8 +139,8 @@ def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tens
         # The Triton kernels index within one model's weight matrix with 32-bit offsets.
         raise ValueError(f"{NAME}: a {H} x {Hx} block weight has 2^31 or more elements per model; "
                          f"use backend='torch'")
-    if x.dtype not in KERNEL_DTYPES:
-        raise TypeError(f"{NAME}: x must be float32/float16/bfloat16 for the kernel backends, got {x.dtype}")
+    if x.dtype not in TORCH_DTYPES:
+        raise TypeError(f"{NAME}: x must be float32/float16/bfloat16/float64, got {x.dtype}")
     tensors = {**args, **{f"{name}[{i}]": a for name, lst in lists.items() for i, a in enumerate(lst)}}
     common.check_same_dtype(NAME, tensors, [name for name in tensors if name not in ("x", "t", "freqs")], "x")
     for name in ("t", "freqs"):
@@ -141,47 +149,40 @@ def validate_packed(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tens
     common.check_device_contiguous(NAME, tensors, "x")
 
 
-# ---------------------------------------------------------------------------------------------
-# torch: the specification, the stacked net's own forward.
-# ---------------------------------------------------------------------------------------------
-
-def score_resnet_torch(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    """net(x, t, cond) with the Fourier features in t's dtype (common.score_net_forward)."""
-    return common.score_net_forward(net, x, t, cond)
+def _validate_kernel(*args) -> None:
+    validate(*args)
+    x, t, freqs = args[0], args[1], args[3]
+    if (err := _kernel_accepts(*kernel_key(x, t, freqs))) is not None:
+        raise err
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernel backends: packed weights, launchers writing into given buffers (tests pass NaN-filled
-# ones), custom ops.
+# torch: the specification, on the packed weights.
 # ---------------------------------------------------------------------------------------------
 
-def _masked_embed(net: ResNetScoreNet) -> Tensor:
-    """The embed weight with in_mask applied, cached per parameter state (common.cached_pack)."""
-    layer = net.embed
-    if layer.in_mask is None:
-        return layer.weight
-    return common.cached_pack(layer, (layer.weight, layer.in_mask),
-                              lambda: layer.effective_weight().contiguous())
+def score_resnet_torch(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tensor, bt1: Tensor, wt2: Tensor,
+                       bt2: Tensor, we: Tensor, be: Tensor, wtr: Tensor, btr: Tensor, ln_w: list, ln_b: list,
+                       w1: list, b1: list, w2: list, b2: list, wh: Tensor, bh: Tensor,
+                       ln_eps: float = 1e-5) -> Tensor:
+    """The eval forward of DESIGN.md 1.3 per model, the Fourier features in t's dtype cast to x's."""
+    relu = torch.nn.functional.relu
+    fourier = sde.fourier_features(t, freqs.to(t.dtype)).to(x.dtype)
+    temb = torch.baddbmm(bt2, relu(torch.baddbmm(bt1, fourier, wt1)), wt2)
+    h = torch.baddbmm(be, torch.cat([x, cond], dim=-1), we)
+    h = torch.baddbmm(btr, torch.cat([temb, h], dim=-1), wtr)
+    for i in range(len(w1)):
+        y = torch.nn.functional.layer_norm(h, h.shape[-1:], eps=ln_eps) * ln_w[i] + ln_b[i]
+        h = h + torch.baddbmm(b2[i], relu(torch.baddbmm(b1[i], y, w1[i])), w2[i])
+    return torch.baddbmm(bh, relu(h), wh)
 
 
-def pack_weights(net: ResNetScoreNet) -> tuple:
-    """(freqs [F], wt1 [m, 2F, 64], bt1 [m, 1, 64], wt2 [m, 64, 64], bt2 [m, 1, 64],
-    we [m, dx + dc, 32], be [m, 1, 32], wtr [m, 96, H], btr [m, 1, H],
-    ln_w, ln_b: blocks x [m, 1, H], w1: blocks x [m, H, 4H], b1: blocks x [m, 1, 4H],
-    w2: blocks x [m, 4H, H], b2: blocks x [m, 1, H], wh [m, H, dx], bh [m, 1, dx]):
-    the parameters themselves, except we (embed weight with in_mask applied, cached; recomputed
-    when autograd records, so that a backward through a kernel op reaches it and raises)."""
-    return (net.freqs, net.time1.weight, net.time1.bias, net.time2.weight, net.time2.bias,
-            _masked_embed(net), net.embed.bias, net.trunk_in.weight, net.trunk_in.bias,
-            [n.weight for n in net.norms], [n.bias for n in net.norms],
-            [u.weight for u in net.up], [u.bias for u in net.up],
-            [w.weight for w in net.down], [w.bias for w in net.down],
-            net.head.weight, net.head.bias)
-
+# ---------------------------------------------------------------------------------------------
+# Kernel backends: launchers writing into given buffers (tests pass NaN-filled ones), custom ops.
+# ---------------------------------------------------------------------------------------------
 
 def launch_triton(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh,
                   out: Tensor, ln_eps: float = 1e-5, tiles: dict | None = None) -> None:
-    validate_packed(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh)
+    _validate_kernel(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh)
     common.check_output(NAME, x, out)
     from scoredec.kernels import score_resnet as kernel
 
@@ -192,7 +193,7 @@ def launch_triton(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w,
 
 def launch_cuda(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh,
                 out: Tensor, ln_eps: float = 1e-5) -> None:
-    validate_packed(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh)
+    _validate_kernel(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh)
     common.check_output(NAME, x, out)
     if x.device.type != "cuda":
         raise ValueError(f"{NAME}: the cuda backend needs CUDA tensors, x is on {x.device}")
@@ -255,16 +256,12 @@ def _fake(x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w
 common.register_forward_only((score_resnet_triton, score_resnet_cuda), _fake, f"{NAME}: {common.SCORE_FORWARD_ONLY}")
 
 
-def _ln_eps(net: ResNetScoreNet) -> float:
-    return float(net.norms[0].eps) if len(net.norms) else 1e-5
+def _run_triton(*args):
+    return score_resnet_triton(*args)
 
 
-def _run_triton(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    return score_resnet_triton(x, t, cond, *pack_weights(net), _ln_eps(net))
-
-
-def _run_cuda(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-    return score_resnet_cuda(x, t, cond, *pack_weights(net), _ln_eps(net))
+def _run_cuda(*args):
+    return score_resnet_cuda(*args)
 
 
 _triton_available = registry.triton_kernel_available("score_resnet", "resnet_gemm_kernel")
@@ -276,15 +273,19 @@ registry.register_backend(OP, "triton", _run_triton, _triton_available, _kernel_
 registry.register_backend(OP, "cuda", _run_cuda, _cuda_available, _kernel_accepts)
 
 
-def score_eval_resnet(net: ResNetScoreNet, x: Tensor, t: Tensor, cond: Tensor, *,
+def score_eval_resnet(x: Tensor, t: Tensor, cond: Tensor, freqs: Tensor, wt1: Tensor, bt1: Tensor, wt2: Tensor,
+                      bt2: Tensor, we: Tensor, be: Tensor, wtr: Tensor, btr: Tensor, ln_w: list, ln_b: list,
+                      w1: list, b1: list, w2: list, b2: list, wh: Tensor, bh: Tensor, *, ln_eps: float = 1e-5,
                       backend: str | None = None) -> Tensor:
-    """All m stacked resnet score models' noise predictions in one fused pass (forward only).
+    """All m stacked resnet score models' outputs (the eval forward) in one fused pass (forward
+    only on the kernels).
 
-    net: ResNetScoreNet of m models; x: [m, B, x_dim]; t: [m, B]; cond: [m, B, cond_dim]; x, cond
-    and the net share one dtype (float32/float16/bfloat16; float64 on torch), t is float32 or
-    that dtype. Returns eps: [m, B, x_dim] in x's dtype.
-    backend: 'torch' | 'triton' | 'cuda' | None (SCOREDEC_BACKEND, else automatic). The kernel
-    backends compute the eval forward (dropout off) and refuse a net training with dropout.
+    x: [m, B, x_dim]; t: [m, B]; cond: [m, B, cond_dim]; the packed weights (the layout above, as
+    ResNetScoreNet.packed_weights returns them); x, cond and the weights share one dtype
+    (float32/float16/bfloat16; float64 on torch), t and freqs are float32 or that dtype.
+    Returns [m, B, x_dim] in x's dtype. ln_eps: the LayerNorms' epsilon.
+    backend: 'torch' | 'triton' | 'cuda' | None (SCOREDEC_BACKEND, else automatic).
     """
-    validate(net, x, t, cond)
-    return registry.dispatch(OP, x.device, net, x, t, cond, backend=backend, key=_key(net, x, t))
+    args = (x, t, cond, freqs, wt1, bt1, wt2, bt2, we, be, wtr, btr, ln_w, ln_b, w1, b1, w2, b2, wh, bh)
+    validate(*args)
+    return registry.dispatch(OP, x.device, *args, float(ln_eps), backend=backend, key=kernel_key(x, t, freqs))
