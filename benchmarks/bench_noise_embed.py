@@ -17,7 +17,7 @@ from benchutil import DEVICE, sync, versions
 
 from scoredec.ops import noise_embed as ne
 from scoredec.ops import registry
-from scoredec.sde import BETA_0, BETA_1, T_MIN
+from scoredec.sde import T_MIN, VPSDE
 
 F = 16
 # The training batch (512 rows) times the agent counts of the tasks: 3 and 6 agents.
@@ -33,6 +33,12 @@ def _bytes_moved(B: int, d: int, dtype: torch.dtype) -> int:
     return 3 * B * d * es + 4 * B + 4 * F + 2 * B * F * es
 
 
+def _with_coefficients(custom_op):
+    """The kernel's custom op on (a, z, t, freqs): the schedule's coefficients from sde.py."""
+    coefficients = VPSDE().log_alpha_coefficients()
+    return lambda a, z, t, freqs: custom_op(a, z, t, freqs, *coefficients)
+
+
 def _make_fn(backend: str):
     if backend == "eager":
         return ne.noise_embed_torch, None
@@ -46,10 +52,10 @@ def _make_fn(backend: str):
         ok, reason = registry.triton_available(DEVICE)
         if DEVICE.type != "cuda":
             ok, reason = False, "triton is timed on a GPU only (the CPU interpreter is a correctness tool)"
-        return (ne.noise_embed_triton, None) if ok else (None, reason)
+        return (_with_coefficients(ne.noise_embed_triton), None) if ok else (None, reason)
     if backend == "cuda":
         ok, reason = registry.cuda_available(DEVICE)
-        return (ne.noise_embed_cuda, None) if ok else (None, reason)
+        return (_with_coefficients(ne.noise_embed_cuda), None) if ok else (None, reason)
     raise ValueError(backend)
 
 
@@ -65,7 +71,7 @@ def test_noise_embed(benchmark, backend, B, d):
     z = torch.randn(B, d, generator=g).to(DEVICE, DTYPE)
     t = (T_MIN + (1 - T_MIN) * torch.rand(B, generator=g)).to(DEVICE)
     freqs = (torch.randn(F, generator=g) * 30).to(DEVICE)
-    args = (a, z, t, freqs, BETA_0, BETA_1)
+    args = (a, z, t, freqs)
 
     def run():
         out = fn(*args)

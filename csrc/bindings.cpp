@@ -92,7 +92,7 @@ void set_compact_weights(Params& p, std::uintptr_t w0, std::uintptr_t b0, std::u
 
 void noise_embed(std::uintptr_t a, std::uintptr_t z, std::uintptr_t t, std::uintptr_t freqs,
                  std::uintptr_t x_t, std::uintptr_t temb, std::int64_t B, std::int64_t d,
-                 std::int64_t F, double beta_0, double beta_1, int dtype, std::uintptr_t stream) {
+                 std::int64_t F, double la_t2, double la_t1, int dtype, std::uintptr_t stream) {
   if (B < 0 || d < 1 || F < 1) {
     throw std::invalid_argument("noise_embed: need B >= 0, d >= 1, F >= 1");
   }
@@ -107,8 +107,8 @@ void noise_embed(std::uintptr_t a, std::uintptr_t z, std::uintptr_t t, std::uint
   p.B = B;
   p.d = d;
   p.F = F;
-  p.beta_0 = static_cast<float>(beta_0);
-  p.beta_1 = static_cast<float>(beta_1);
+  p.la_t2 = static_cast<float>(la_t2);
+  p.la_t1 = static_cast<float>(la_t1);
   p.dtype = element;
   launch_or_throw("noise_embed", [&] { return scoredec::noise_embed_cuda(p, reinterpret_cast<void*>(stream)); });
 }
@@ -289,7 +289,7 @@ PYBIND11_MODULE(_C, m) {
 #ifdef SCOREDEC_WITH_CUDA
   m.def("noise_embed", &noise_embed, py::arg("a"), py::arg("z"), py::arg("t"), py::arg("freqs"),
         py::arg("x_t"), py::arg("temb"), py::arg("B"), py::arg("d"), py::arg("F"),
-        py::arg("beta_0"), py::arg("beta_1"), py::arg("dtype"), py::arg("stream"),
+        py::arg("la_t2"), py::arg("la_t1"), py::arg("dtype"), py::arg("stream"),
         "Fused x_t = alpha_t a + sigma_t z and temb = [sin, cos](2 pi t freqs) on `stream`.");
   m.def("score_compact", &score_compact, py::arg("x"), py::arg("t"), py::arg("cond"), py::arg("freqs"),
         py::arg("w0"), py::arg("b0"), py::arg("wh"), py::arg("bh"), py::arg("wo"), py::arg("bo"),

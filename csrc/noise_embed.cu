@@ -1,6 +1,7 @@
-// CUDA kernel for scoredec.ops.noise_and_embed. The schedule is the closed form of
-// scoredec/sde.py (VPSDE.alpha_sigma, fourier_features); tests/test_ops_noise_embed.py checks
-// parity against it. Do not change one without the other.
+// CUDA kernel for scoredec.ops.noise_and_embed. The schedule's coefficients come from
+// scoredec/sde.py (log alpha_t = la_t2 t^2 + la_t1 t, VPSDE.log_alpha_coefficients); sigma from
+// alpha as VPSDE.alpha_sigma. tests/test_ops_noise_embed.py checks parity against a float64
+// reference.
 #include "noise_embed.h"
 
 #include <cuda_bf16.h>
@@ -38,7 +39,7 @@ template <typename T>
 __global__ void noise_embed_kernel(const T* __restrict__ a, const T* __restrict__ z,
                                    const float* __restrict__ t, const float* __restrict__ freqs,
                                    T* __restrict__ x_t, T* __restrict__ temb, int64_t B, int64_t d,
-                                   int64_t F, float beta_0, float beta_1) {
+                                   int64_t F, float la_t2, float la_t1) {
   const int64_t n_x = B * d;
   const int64_t total = n_x + B * F;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -46,8 +47,9 @@ __global__ void noise_embed_kernel(const T* __restrict__ a, const T* __restrict_
     if (i < n_x) {
       const int64_t row = i / d;
       const float tt = t[row];
-      // sde.py VPSDE.log_alpha / alpha_sigma: sigma via expm1 so it is exact near t = 0.
-      const float log_alpha = -0.25f * tt * tt * (beta_1 - beta_0) - 0.5f * tt * beta_0;
+      // sde.py VPSDE.alpha_sigma: sigma via expm1 so it is exact near t = 0. The _rn intrinsics
+      // keep nvcc from contracting into an FMA: each product is rounded, as VPSDE.log_alpha's.
+      const float log_alpha = __fadd_rn(__fmul_rn(__fmul_rn(tt, tt), la_t2), __fmul_rn(tt, la_t1));
       const float alpha = expf(log_alpha);
       const float sigma = sqrtf(-expm1f(2.0f * log_alpha));
       store(x_t, i, alpha * load(a, i) + sigma * load(z, i));
@@ -73,7 +75,7 @@ void launch(const NoiseEmbedParams& p, cudaStream_t stream) {
   if (blocks > kMaxBlocks) blocks = kMaxBlocks;
   noise_embed_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       static_cast<const T*>(p.a), static_cast<const T*>(p.z), p.t, p.freqs, static_cast<T*>(p.x_t),
-      static_cast<T*>(p.temb), p.B, p.d, p.F, p.beta_0, p.beta_1);
+      static_cast<T*>(p.temb), p.B, p.d, p.F, p.la_t2, p.la_t1);
 }
 
 }  // namespace

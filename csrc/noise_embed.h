@@ -21,8 +21,8 @@ struct NoiseEmbedParams {
   int64_t B;
   int64_t d;
   int64_t F;
-  float beta_0;
-  float beta_1;
+  float la_t2;  // log alpha_t = la_t2 t^2 + la_t1 t (scoredec/sde.py VPSDE.log_alpha_coefficients)
+  float la_t1;
   DType dtype;
 };
 

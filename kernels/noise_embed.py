@@ -1,9 +1,10 @@
 """Triton kernel for scoredec.ops.noise_and_embed: x_t = alpha_t a + sigma_t z and the Fourier
 time features temb = [sin(2 pi t f), cos(2 pi t f)], in one pass over a block of rows.
 
-The schedule is the closed form of scoredec/sde.py (VPSDE.log_alpha / alpha_sigma and
-fourier_features); the kernel receives beta_0, beta_1 and the frequencies as arguments and
-tests/test_ops_noise_embed.py checks parity against sde.py. Arithmetic is float32.
+The kernel receives the schedule's coefficients from scoredec/sde.py (log alpha_t = c2 t^2 + c1 t,
+VPSDE.log_alpha_coefficients) and the frequencies; alpha = exp(log alpha), sigma =
+sqrt(-expm1(2 log alpha)) as VPSDE.alpha_sigma. tests/test_ops_noise_embed.py checks parity
+against a float64 reference. Arithmetic is float32.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _expm1(x):
 @triton.jit
 def noise_embed_kernel(
     a_ptr, z_ptr, t_ptr, freqs_ptr, x_ptr, temb_ptr,
-    B, d, F, beta_0, beta_1,
+    B, d, F, la_t2, la_t1,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
     """One program per BLOCK_B rows. a, z, x: [B, d]; t: [B]; freqs: [F]; temb: [B, 2F].
@@ -49,8 +50,10 @@ def noise_embed_kernel(
     row_mask = rows < B
     t = tl.load(t_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)
 
-    # sde.py VPSDE.alpha_sigma: log alpha = -0.25 t^2 (b1 - b0) - 0.5 t b0, sigma = sqrt(-expm1(2 log alpha)).
-    log_alpha = -0.25 * t * t * (beta_1 - beta_0) - 0.5 * t * beta_0
+    # log alpha = la_t2 t^2 + la_t1 t (sde.py VPSDE.log_alpha_coefficients); sigma = sqrt(-expm1(2 log alpha)).
+    # The explicit fma rounds as the closed form -0.25 t^2 (b1 - b0) - 0.5 t b0 compiled before
+    # (LLVM fused its first product; -0.25 and -0.5 are powers of two): same bits on sm_90.
+    log_alpha = tl.fma(t * t, la_t2, t * la_t1)
     alpha = tl.exp(log_alpha)
     sigma = tl.sqrt(-_expm1(2.0 * log_alpha))
 
@@ -97,7 +100,7 @@ def _aot_configs() -> list[dict]:
                 "signature": {
                     "a_ptr": f"*{dtype}", "z_ptr": f"*{dtype}", "t_ptr": "*fp32", "freqs_ptr": "*fp32",
                     "x_ptr": f"*{dtype}", "temb_ptr": f"*{dtype}",
-                    "B": "i32", "d": "i32", "F": "i32", "beta_0": "fp32", "beta_1": "fp32",
+                    "B": "i32", "d": "i32", "F": "i32", "la_t2": "fp32", "la_t1": "fp32",
                     "BLOCK_B": "constexpr", "BLOCK_D": "constexpr", "BLOCK_F": "constexpr",
                 },
                 "constexprs": sizes,
@@ -109,13 +112,14 @@ def _aot_configs() -> list[dict]:
 KERNELS = [("noise_embed_kernel", noise_embed_kernel, _aot_configs())]
 
 
-def launch(a, z, t, freqs, x_t, temb, beta_0: float, beta_1: float) -> None:
-    """Launch on already validated, contiguous tensors of one device (see scoredec/ops)."""
+def launch(a, z, t, freqs, x_t, temb, la_t2: float, la_t1: float) -> None:
+    """Launch on already validated, contiguous tensors of one device (see scoredec/ops).
+    la_t2, la_t1: log alpha_t = la_t2 t^2 + la_t1 t (sde.VPSDE.log_alpha_coefficients)."""
     B, d = a.shape
     F = freqs.shape[0]
     if B == 0:
         return
     sizes = block_sizes(d, F)
     grid = (triton.cdiv(B, sizes["BLOCK_B"]),)
-    noise_embed_kernel[grid](a, z, t, freqs, x_t, temb, B, d, F, float(beta_0), float(beta_1),
+    noise_embed_kernel[grid](a, z, t, freqs, x_t, temb, B, d, F, float(la_t2), float(la_t1),
                              num_warps=NUM_WARPS, **sizes)

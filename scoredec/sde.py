@@ -1,8 +1,13 @@
-"""The VP-SDE noise process, its time features and its solver steps (DESIGN.md 1.2, 1.6).
+"""The VP-SDE noise process, its time features, its solver steps and the solvers built on them
+as scheduler objects (DDIM, DPMSolver1, DPMSolver2 via make_solver: set the grid, step)
+(DESIGN.md 1.2, 1.6). Every sampler runs these: the torch loops (scoredec.sampling.run_solver,
+the behaviour model's sequential sampler), their CUDA graphs, and the fused sampler kernels
+through Solver.coefficient_table.
 
-This module is the one definition of the schedule. Kernels receive its coefficients
-(beta_0, beta_1, the Fourier frequencies) and are tested against these functions; nothing
-else in the package recomputes alpha_t or sigma_t.
+This module is the one definition of the schedule. Kernels receive its coefficients (the
+polynomial of log alpha_t, VPSDE.log_alpha_coefficients; the solvers' coefficient tables,
+Solver.coefficient_table; the Fourier frequencies) and are tested against these functions;
+nothing else in the package recomputes alpha_t or sigma_t.
 
 Notation (as SRPO / DPM-Solver):
     log alpha_t = -0.25 t^2 (beta_1 - beta_0) - 0.5 t beta_0
@@ -38,6 +43,18 @@ class VPSDE:
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return -0.25 * t * t * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def log_alpha_coefficients(self) -> tuple[float, float]:
+        """(c2, c1) with log alpha_t = c2 t^2 + c1 t: what the noising kernels receive (they
+        evaluate t * t * c2 + t * c1; the factors -0.25 and -0.5 are powers of two, so in float32
+        this rounds exactly as log_alpha does)."""
+        return -0.25 * (self.beta_1 - self.beta_0), -0.5 * self.beta_0
+
+    @classmethod
+    def from_log_alpha_coefficients(cls, c2: float, c1: float) -> "VPSDE":
+        """The schedule whose log_alpha_coefficients are (c2, c1)."""
+        beta_0 = -2.0 * c1
+        return cls(beta_0, beta_0 - 4.0 * c2)
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """alpha_t, sigma_t with the shape of t. sigma uses expm1 so it is exact near t = 0."""

@@ -102,6 +102,18 @@ def score_reference64(net, mask, x, t, cond, fourier_columns: int) -> torch.Tens
     return torch.stack(out)
 
 
+def assert_score_parity(out, net, mask, x, t, cond, fourier_columns: int, floors: dict) -> None:
+    """A score op's output against the per-model float64 reference (score_reference64), within
+    assert_tolerance's rule; the base is the network's module forward in x's dtype. In float64
+    the output must agree with the reference to 1e-10."""
+    ref = score_reference64(net, mask, x, t, cond, fourier_columns)
+    with torch.no_grad():
+        base = net(x, t, cond)
+    if x.dtype == torch.float64:
+        torch.testing.assert_close(out.cpu(), ref, rtol=1e-10, atol=1e-10)
+    assert_tolerance(out, x, ref, base, floors[x.dtype])
+
+
 def score_bad_cases(net, x, t, cond) -> dict:
     """name -> ((x, t, cond), exception, message pattern) of inputs net(x, t, cond, backend=...)
     refuses on every dispatched backend (the error names the argument)."""

@@ -100,7 +100,7 @@ def test_kernel_parity(backend, dtype, B, d, F):
     a, z, t, freqs = make_inputs(B, d, F, dtype)
     x_t = torch.full_like(a, float("nan"))
     temb = torch.full((B, 2 * F), float("nan"), dtype=dtype, device=a.device)
-    LAUNCH[backend](a, z, t, freqs, x_t, temb, BETA_0, BETA_1)
+    LAUNCH[backend](a, z, t, freqs, x_t, temb, *VPSDE().log_alpha_coefficients())
     assert_parity((x_t, temb), a, z, t, freqs)
 
 
@@ -152,8 +152,9 @@ def test_opcheck(backend):
         pytest.skip(reason)
     op = {"triton": torch.ops.scoredec.noise_embed_triton, "cuda": torch.ops.scoredec.noise_embed_cuda}[backend]
     a, z, t, freqs = make_inputs(7, 2, 5, torch.float32)
-    torch.library.opcheck(op.default, (a, z, t, freqs, BETA_0, BETA_1))
-    torch.library.opcheck(op.default, (a.requires_grad_(), z.requires_grad_(), t, freqs, BETA_0, BETA_1))
+    coefficients = VPSDE().log_alpha_coefficients()
+    torch.library.opcheck(op.default, (a, z, t, freqs, *coefficients))
+    torch.library.opcheck(op.default, (a.requires_grad_(), z.requires_grad_(), t, freqs, *coefficients))
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton", "cuda"])
@@ -241,12 +242,24 @@ def test_wrong_output_buffer_is_refused(backend):
     if (reason := SKIP[backend](torch.float32)) is not None:
         pytest.skip(reason)
     a, z, t, freqs = make_inputs(7, 2, 5, torch.float32)
+    coefficients = VPSDE().log_alpha_coefficients()
     with pytest.raises(ValueError, match="temb"):
-        LAUNCH[backend](a, z, t, freqs, torch.empty_like(a), a.new_empty(7, 5))
+        LAUNCH[backend](a, z, t, freqs, torch.empty_like(a), a.new_empty(7, 5), *coefficients)
     with pytest.raises(ValueError, match="x_t"):
-        LAUNCH[backend](a, z, t, freqs, a.new_empty(7, 3), a.new_empty(7, 10))
+        LAUNCH[backend](a, z, t, freqs, a.new_empty(7, 3), a.new_empty(7, 10), *coefficients)
 
 
 def test_interpreter_set_for_cpu_runs():
     if not HAS_GPU:
         assert os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def test_kernels_receive_the_schedules_coefficients():
+    """log alpha = c2 t^2 + c1 t with sde.py's coefficients is VPSDE.log_alpha, bit for bit in
+    float32 and float64 (the factors are powers of two), and the schedule is recovered from them."""
+    for vp in (VPSDE(), VPSDE(0.2, 15.0)):
+        c2, c1 = vp.log_alpha_coefficients()
+        assert VPSDE.from_log_alpha_coefficients(c2, c1) == vp
+        for dtype in (torch.float32, torch.float64):
+            t = torch.linspace(T_MIN, 1.0, 10_001, dtype=dtype)
+            torch.testing.assert_close(t * t * c2 + t * c1, vp.log_alpha(t), rtol=0, atol=0)

@@ -18,8 +18,6 @@ float16 for pre-activations above ~11).
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 

@@ -22,8 +22,8 @@ from scoredec.ops import registry
 from scoredec.ops import score_resnet as sr
 
 from op_testing import (DEVICE, HAS_GPU, assert_behavior_epsilon_fused, assert_compiles_fullgraph,
-                        assert_mixed_devices_named, assert_tolerance, nan_like, score_bad_cases, score_case,
-                        score_reference64, skip_unless_runs)
+                        assert_mixed_devices_named, assert_score_parity, nan_like, score_bad_cases, score_case,
+                        skip_unless_runs)
 
 # Error floors per dtype, on top of 2x the torch backend's own error.
 FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
@@ -59,14 +59,8 @@ def make_case(m, B, dx, dc, hidden, blocks, dtype, t_dtype=None, device=DEVICE, 
 
 
 def assert_parity(out, net, mask, x, t, cond):
-    """Against the per-model float64 reference, within op_testing's tolerance rule (the base:
-    the module forward in x's dtype)."""
-    ref = score_reference64(net, mask, x, t, cond, 0)
-    with torch.no_grad():
-        base = net(x, t, cond)
-    if x.dtype == torch.float64:
-        torch.testing.assert_close(out.cpu(), ref, rtol=1e-10, atol=1e-10)
-    assert_tolerance(out, x, ref, base, FLOOR[x.dtype])
+    """Against the per-model float64 reference (op_testing.assert_score_parity)."""
+    assert_score_parity(out, net, mask, x, t, cond, 0, FLOOR)
 
 
 def run_op(net, x, t, cond, backend):

@@ -1,4 +1,11 @@
-"""Fused ops with backend dispatch (torch | triton | cuda); see registry.py for the choice rules."""
+"""Fused ops with backend dispatch (torch | triton | cuda); see registry.py for the choice rules.
+
+Layering (one way): networks (scoredec.nets) pack their own weights and call these ops from
+their forward(..., backend=); the ops take tensors only (packed weights, the schedule's
+coefficients and coefficient tables from scoredec.sde) and launch the kernels (kernels/ as
+scoredec.kernels, csrc/ as scoredec._C). Nothing here imports a model, layout, sampling or RL
+module (tests/test_imports.py checks it). Each op's torch backend is its specification on the
+same tensors; tests compare every backend with an independent float64 reference."""
 
 from .noise_embed import noise_and_embed, noise_embed_torch
 from .registry import (

@@ -4,8 +4,9 @@
     temb = [sin(2 pi t freqs), cos(2 pi t freqs)]    [B, 2F]
 
 The torch backend is built from scoredec/sde.py and is the specification; the triton
-(kernels/noise_embed.py) and cuda (csrc/noise_embed.cu) backends implement the same closed form
-in float32 and are registered as torch.library custom ops (scoredec::noise_embed_triton,
+(kernels/noise_embed.py) and cuda (csrc/noise_embed.cu) backends receive the schedule's
+coefficients (log alpha_t = la_t2 t^2 + la_t1 t, sde.VPSDE.log_alpha_coefficients), compute in
+float32 and are registered as torch.library custom ops (scoredec::noise_embed_triton,
 scoredec::noise_embed_cuda) so torch.compile and CUDA graphs see them.
 """
 
@@ -102,27 +103,27 @@ def noise_embed_torch(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, beta_0: fl
 # Kernel launchers writing into given buffers (tests pass NaN-filled ones).
 # ---------------------------------------------------------------------------------------------
 
-def launch_triton(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, x_t: Tensor, temb: Tensor,
-                  beta_0: float = BETA_0, beta_1: float = BETA_1) -> None:
+def _launch_checks(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, x_t: Tensor, temb: Tensor) -> None:
     validate(a, z, t, freqs)
     if (err := _kernel_accepts(*_key(a, t, freqs))) is not None:
         raise err
     _check_outputs(a, freqs, x_t, temb)
+
+
+def launch_triton(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, x_t: Tensor, temb: Tensor,
+                  la_t2: float, la_t1: float) -> None:
+    """la_t2, la_t1: log alpha_t = la_t2 t^2 + la_t1 t (VPSDE.log_alpha_coefficients)."""
+    _launch_checks(a, z, t, freqs, x_t, temb)
     from scoredec.kernels import noise_embed as kernel
 
-    if a.device.type == "cuda":
-        with torch.cuda.device(a.device):
-            kernel.launch(a, z, t, freqs, x_t, temb, beta_0, beta_1)
-    else:
-        kernel.launch(a, z, t, freqs, x_t, temb, beta_0, beta_1)
+    with common.device_guard(a.device):
+        kernel.launch(a, z, t, freqs, x_t, temb, la_t2, la_t1)
 
 
 def launch_cuda(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, x_t: Tensor, temb: Tensor,
-                beta_0: float = BETA_0, beta_1: float = BETA_1) -> None:
-    validate(a, z, t, freqs)
-    if (err := _kernel_accepts(*_key(a, t, freqs))) is not None:
-        raise err
-    _check_outputs(a, freqs, x_t, temb)
+                la_t2: float, la_t1: float) -> None:
+    """la_t2, la_t1: log alpha_t = la_t2 t^2 + la_t1 t (VPSDE.log_alpha_coefficients)."""
+    _launch_checks(a, z, t, freqs, x_t, temb)
     if a.device.type != "cuda":
         raise ValueError(f"noise_and_embed: the cuda backend needs CUDA tensors, a is on {a.device}")
     from scoredec import _C
@@ -133,7 +134,7 @@ def launch_cuda(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, x_t: Tensor, tem
     with torch.cuda.device(a.device):
         stream = torch.cuda.current_stream(a.device).cuda_stream
         _C.noise_embed(a.data_ptr(), z.data_ptr(), t.data_ptr(), freqs.data_ptr(), x_t.data_ptr(),
-                       temb.data_ptr(), B, d, freqs.shape[0], float(beta_0), float(beta_1),
+                       temb.data_ptr(), B, d, freqs.shape[0], float(la_t2), float(la_t1),
                        _CUDA_DTYPE_CODE[a.dtype], stream)
 
 
@@ -146,35 +147,35 @@ def _empty_outputs(a: Tensor, freqs: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.library.custom_op("scoredec::noise_embed_triton", mutates_args=())
-def noise_embed_triton(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, beta_0: float,
-                       beta_1: float) -> tuple[Tensor, Tensor]:
+def noise_embed_triton(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, la_t2: float,
+                       la_t1: float) -> tuple[Tensor, Tensor]:
     x_t, temb = _empty_outputs(a, freqs)
-    launch_triton(a, z, t, freqs, x_t, temb, beta_0, beta_1)
+    launch_triton(a, z, t, freqs, x_t, temb, la_t2, la_t1)
     return x_t, temb
 
 
 @torch.library.custom_op("scoredec::noise_embed_cuda", mutates_args=())
-def noise_embed_cuda(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, beta_0: float,
-                     beta_1: float) -> tuple[Tensor, Tensor]:
+def noise_embed_cuda(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, la_t2: float,
+                     la_t1: float) -> tuple[Tensor, Tensor]:
     x_t, temb = _empty_outputs(a, freqs)
-    launch_cuda(a, z, t, freqs, x_t, temb, beta_0, beta_1)
+    launch_cuda(a, z, t, freqs, x_t, temb, la_t2, la_t1)
     return x_t, temb
 
 
-def _fake(a, z, t, freqs, beta_0, beta_1):
+def _fake(a, z, t, freqs, la_t2, la_t1):
     return _empty_outputs(a, freqs)
 
 
 def _setup_context(ctx, inputs, output):
-    _, _, t, _, beta_0, beta_1 = inputs
+    _, _, t, _, la_t2, la_t1 = inputs
     ctx.save_for_backward(t)
-    ctx.betas = (beta_0, beta_1)
+    ctx.coefficients = (la_t2, la_t1)
 
 
 def _backward(ctx, grad_x, grad_temb):
     # d x_t / d a = alpha_t, d x_t / d z = sigma_t (sde.py); t and freqs get no gradient.
     (t,) = ctx.saved_tensors
-    alpha, sigma = VPSDE(*ctx.betas).alpha_sigma(t)
+    alpha, sigma = VPSDE.from_log_alpha_coefficients(*ctx.coefficients).alpha_sigma(t)
     grad_a = (alpha[:, None] * grad_x).to(grad_x.dtype)
     grad_z = (sigma[:, None] * grad_x).to(grad_x.dtype)
     return grad_a, grad_z, None, None, None, None
@@ -185,12 +186,20 @@ for _op in (noise_embed_triton, noise_embed_cuda):
     _op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _run_triton(a, z, t, freqs, beta_0, beta_1):
+    return noise_embed_triton(a, z, t, freqs, *VPSDE(beta_0, beta_1).log_alpha_coefficients())
+
+
+def _run_cuda(a, z, t, freqs, beta_0, beta_1):
+    return noise_embed_cuda(a, z, t, freqs, *VPSDE(beta_0, beta_1).log_alpha_coefficients())
+
+
 _triton_available = registry.triton_kernel_available("noise_embed", "noise_embed_kernel")
 
 
 registry.register_op(OP, noise_embed_torch)
-registry.register_backend(OP, "triton", noise_embed_triton, _triton_available, _kernel_accepts)
-registry.register_backend(OP, "cuda", noise_embed_cuda, registry.cuda_available, _kernel_accepts)
+registry.register_backend(OP, "triton", _run_triton, _triton_available, _kernel_accepts)
+registry.register_backend(OP, "cuda", _run_cuda, registry.cuda_available, _kernel_accepts)
 
 
 def noise_and_embed(a: Tensor, z: Tensor, t: Tensor, freqs: Tensor, *, beta_0: float = BETA_0,
