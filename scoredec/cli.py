@@ -142,6 +142,7 @@ def cmd_sample(args) -> int:
     import torch
 
     from scoredec.data.hdf5 import read_dataset
+    from scoredec.data.tensors import draw_rows
     from scoredec.io import atomic_output
     from scoredec.pipeline import load_product, resolve_device
 
@@ -152,9 +153,8 @@ def cmd_sample(args) -> int:
     if not data_path:
         raise ValueError("pass --data: the observations to condition on")
     ds = read_dataset(data_path)
-    rng = np.random.default_rng(args.seed)
-    rows = rng.integers(0, ds.n_transitions, size=args.count)
-    obs = torch.as_tensor(ds.observations[rows], device=device)
+    rows = draw_rows(ds.n_transitions, args.count, np.random.default_rng(args.seed))
+    obs = torch.as_tensor(ds.observations[rows.numpy()], device=device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     actions = behavior.sample(obs, steps=args.steps, solver=args.solver, generator=gen).cpu().numpy()
     print(f"{args.count} joint actions from the {behavior.mode} behaviour model "
