@@ -158,6 +158,7 @@ def behaviour_report(behavior, data, env_id: str, *, episodes: int | None = None
     std when the env has references, returns), "denoising": denoising_by_noise_level's rows,
     "spread": sample_spread's dict, "seconds"}."""
     from scoredec.behavior import eval_mode
+    from scoredec.data.tensors import draw_rows
     from scoredec.rollout import evaluate
 
     if rows < 1 or within_rows < 1 or samples < 2:
@@ -168,8 +169,8 @@ def behaviour_report(behavior, data, env_id: str, *, episodes: int | None = None
     num_envs = min(episodes, 100) if num_envs is None else num_envs
     start = time.perf_counter()
     obs_all, act_all = _data_rows(data)
-    pick = torch.randperm(obs_all.shape[0], generator=_generator(seed, _ROWS, torch.device("cpu")))
-    pick = pick[:rows]
+    pick = draw_rows(obs_all.shape[0], rows, _generator(seed, _ROWS, torch.device("cpu")),
+                     replace=False)
     obs, act = obs_all[pick].to(device), act_all[pick].to(device)
     behavior = behavior.to(device)
     with eval_mode(behavior):

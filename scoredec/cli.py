@@ -142,6 +142,7 @@ def cmd_sample(args) -> int:
     import torch
 
     from scoredec.data.hdf5 import read_dataset
+    from scoredec.data.tensors import draw_rows
     from scoredec.io import atomic_output
     from scoredec.pipeline import load_product, resolve_device
 
@@ -152,9 +153,8 @@ def cmd_sample(args) -> int:
     if not data_path:
         raise ValueError("pass --data: the observations to condition on")
     ds = read_dataset(data_path)
-    rng = np.random.default_rng(args.seed)
-    rows = rng.integers(0, ds.n_transitions, size=args.count)
-    obs = torch.as_tensor(ds.observations[rows], device=device)
+    rows = draw_rows(ds.n_transitions, args.count, np.random.default_rng(args.seed))
+    obs = torch.as_tensor(ds.observations[rows.numpy()], device=device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     actions = behavior.sample(obs, steps=args.steps, solver=args.solver, generator=gen).cpu().numpy()
     print(f"{args.count} joint actions from the {behavior.mode} behaviour model "
@@ -195,7 +195,7 @@ def cmd_data_import_omar(args) -> int:
 
 def cmd_data_make(args) -> int:
     from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
-    from scoredec.data.factory import make_dataset_file
+    from scoredec.datagen.factory import make_dataset_file
 
     start = time.perf_counter()
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
@@ -211,7 +211,7 @@ def cmd_data_make(args) -> int:
 
 
 def cmd_data_train_behaviour(args) -> int:
-    from scoredec.data.td3 import cache_dir, train_behaviour_policy
+    from scoredec.datagen.td3 import cache_dir, train_behaviour_policy
 
     out = Path(args.out) if args.out else cache_dir(args.task) / "train"
     train_behaviour_policy(args.task, out, args.total_steps, seed=args.seed,
@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--include-prey", action="store_true",
                    help="tag/world: also import the prey as an agent")
     q.set_defaults(func=cmd_data_import_omar)
-    from scoredec.data.factory import DEFAULT_EPISODES, MAMUJOCO_TASKS, QUALITIES, TASKS
+    from scoredec.datagen.factory import DEFAULT_EPISODES, MAMUJOCO_TASKS, QUALITIES, TASKS
     q = data.add_parser("make", formatter_class=_formatter,
                         help="generate a seeded dataset (random, medium-replay, medium, expert)",
                         description="Rolls out the scripted MPE behaviour policies batched, writes "

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from scoredec.baselines.macql import CQLConfig, CQLStage
 from scoredec.checkpoint import load_checkpoint
-from scoredec.data.factory import make_dataset_file
+from scoredec.datagen.factory import make_dataset_file
 from scoredec.data.hdf5 import read_dataset, write_dataset
 from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit

@@ -12,7 +12,7 @@ from scoredec.behavior import BehaviorConfig
 from scoredec.behaviour_report import (NOISE_LEVELS, behaviour_report, denoising_by_noise_level,
                                        render_report, sample_spread, summary_for_cell)
 from scoredec.cli import main
-from scoredec.data.factory import make_dataset_file
+from scoredec.datagen.factory import make_dataset_file
 from scoredec.data.hdf5 import read_dataset
 from scoredec.pipeline import TrainConfig, load_product, train
 from scoredec.policy import PolicyConfig

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import scoredec.data.factory as factory
+import scoredec.datagen.factory as factory
 from scoredec.cli import main
 from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
-from scoredec.data.factory import (
+from scoredec.datagen.factory import (
     DEFAULT_EPISODES,
     GENERATOR,
     QUALITIES,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from scoredec.config import save_config
-from scoredec.data.factory import make_dataset_file
+from scoredec.datagen.factory import make_dataset_file
 from scoredec.experiments.learning_curve import main
 from scoredec.pipeline import TrainConfig, load_product
 from scoredec.behavior import BehaviorConfig

@@ -173,7 +173,7 @@ def test_bad_actions_rejected():
 
 @needs_mujoco
 def test_factory_random_dataset_valid_and_seeded(tmp_path):
-    from scoredec.data.factory import make_dataset, make_dataset_file
+    from scoredec.datagen.factory import make_dataset, make_dataset_file
     from scoredec.data.hdf5 import read_dataset
 
     a = make_dataset("hopper-3x1", "random", episodes=7, seed=3, progress=False)
@@ -198,7 +198,7 @@ def test_factory_random_dataset_valid_and_seeded(tmp_path):
 
 @needs_mujoco
 def test_factory_trained_levels_need_behaviour_policies():
-    from scoredec.data.factory import make_dataset
+    from scoredec.datagen.factory import make_dataset
 
     with pytest.raises(FileNotFoundError, match="scoredec data train-behaviour halfcheetah-2x3"):
         make_dataset("halfcheetah-2x3", "medium", episodes=1, progress=False)

@@ -9,7 +9,7 @@ import torch
 from scoredec.envs.mpe import (EPISODE_LENGTH, REFERENCE_RETURNS, episode_return, make_mpe,
                                normalized_score)
 from scoredec.envs.mpe.experts import PredatorExpert, SpreadExpert, make_expert
-from scoredec.envs.mpe.reference import ReferenceEnv, is_collision
+from mpe_reference import ReferenceEnv, is_collision
 
 TASKS = ["spread", "tag", "world"]
 OBS_DIM = {"spread": 18, "tag": 16, "world": 24}

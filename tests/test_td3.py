@@ -1,4 +1,4 @@
-"""Online TD3 for the MaMuJoCo behaviour policies (scoredec.data.td3): exact resume, snapshots,
+"""Online TD3 for the MaMuJoCo behaviour policies (scoredec.datagen.td3): exact resume, snapshots,
 and the factory levels that replay them. Skipped without the optional 'mujoco' extra."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scoredec.checkpoint import CheckpointError
-from scoredec.data.td3 import TD3Config, behaviour_policies, cache_dir, train_behaviour_policy
+from scoredec.datagen.td3 import TD3Config, behaviour_policies, cache_dir, train_behaviour_policy
 
 HAVE_MUJOCO = all(importlib.util.find_spec(m) is not None for m in ("mujoco", "gymnasium_robotics"))
 needs_mujoco = pytest.mark.skipif(not HAVE_MUJOCO, reason="needs the 'mujoco' extra")
@@ -71,7 +71,7 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path):
 
 @needs_mujoco
 def test_snapshots_feed_the_factory_levels(tmp_path):
-    from scoredec.data.factory import make_dataset
+    from scoredec.datagen.factory import make_dataset
 
     train_behaviour_policy(TASK, tmp_path / "run", 300, seed=0, config=TINY)  # default cache
     pol = behaviour_policies(TASK)

@@ -54,13 +54,14 @@ def diagnose(data: str | Path, runs: list[str | Path], rows: int = 4000, samples
     `seed`; the same rows for every run."""
     from scoredec.behavior import eval_mode
     from scoredec.data.hdf5 import read_dataset
+    from scoredec.data.tensors import draw_rows
     from scoredec.pipeline import load_actors, load_product, product_stem
     from scoredec.checkpoint import is_complete
 
     ds = read_dataset(data)
     obs_all, act_all = torch.as_tensor(ds.observations), torch.as_tensor(ds.actions)
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(obs_all.shape[0], generator=gen)[:rows]
+    idx = draw_rows(obs_all.shape[0], rows, gen, replace=False)
     obs, act = obs_all[idx].float(), act_all[idx].float()
     out = {"data": str(data), "rows": int(idx.numel()), "seed": seed, "runs": {}}
     for run in map(Path, runs):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from scoredec.data.factory import DEFAULT_EPISODES, QUALITIES
+from scoredec.datagen.factory import DEFAULT_EPISODES, QUALITIES
 from scoredec.methods import merge
 
 __all__ = ["Preset", "PRESETS", "get_preset", "preset_names", "PAPER_CONFIG"]
@@ -171,7 +171,7 @@ CPU_MAMUJOCO_EVAL_EPISODES = 10
 def _cpu_tasks() -> tuple[str, ...]:
     """spread, tag, world, and halfcheetah-2x3 when both its environment and a dataset
     generator for it exist here (logged when it is left out)."""
-    from scoredec.data.factory import MAMUJOCO_TASKS, TASKS
+    from scoredec.datagen.factory import MAMUJOCO_TASKS, TASKS
 
     tasks = ("spread", "tag", "world")
     extra = "halfcheetah-2x3"
@@ -190,7 +190,7 @@ def _cpu_tasks() -> tuple[str, ...]:
 
 
 def cpu() -> Preset:
-    from scoredec.data.factory import MAMUJOCO_TASKS
+    from scoredec.datagen.factory import MAMUJOCO_TASKS
 
     tasks = _cpu_tasks()
     steps, lr = CPU_STEPS, CPU_LR

@@ -55,7 +55,7 @@ def _order(values, preferred) -> list:
 
 
 def summarize(cells: list[dict]) -> Summary:
-    from scoredec.data.factory import QUALITIES, TASKS
+    from scoredec.datagen.factory import QUALITIES, TASKS
 
     scores: dict[tuple[str, str, str], list[float]] = {}
     seconds: dict[str, list[float]] = {}

@@ -1,6 +1,6 @@
 """Batched multi-agent particle environments (spread, tag, world) in the variant of the
-offline-MARL literature (OMAR / MADiff / OMSD), with a plain reference, a scripted prey and
-scripted experts.
+offline-MARL literature (OMAR / MADiff / OMSD), with a scripted prey and scripted experts.
+The plain numpy reference they are tested against is tests/mpe_reference.py.
 
     env = make_mpe("spread", num_envs=1000, device="cpu", seed=0)
     obs = env.reset()                                  # [B, n, obs_dim] float32

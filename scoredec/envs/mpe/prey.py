@@ -24,7 +24,8 @@ predators and landmarks relative to itself), as the learned prey did:
 ``PREY_PARAMS`` are the values used by the environments; they were chosen so that uniformly
 random predators score near the published random references (tag -4.1, world -6.8) while
 coordinated predators can still corner the faster prey (tests/test_mpe.py measures both).
-The same rule, written as plain loops, lives in ``reference.py`` for the parity tests.
+The same rule, written as plain loops, lives in ``tests/mpe_reference.py`` for the parity
+tests.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Online TD3 that trains the MaMuJoCo behaviour policies the dataset factory replays (issue 4).
 
-    from scoredec.data.td3 import train_behaviour_policy
+    from scoredec.datagen.td3 import train_behaviour_policy
     train_behaviour_policy("halfcheetah-2x3", "~/.cache/scoredec/behaviour/halfcheetah-2x3/train",
                            total_steps=1_000_000, seed=0, budget_steps=50_000)
 
-    python -m scoredec.data.td3 halfcheetah-2x3 --out DIR --total-steps 1000000 [--budget-steps N]
+    python -m scoredec.datagen.td3 halfcheetah-2x3 --out DIR --total-steps 1000000 [--budget-steps N]
 
-Why here (scoredec/data/) and not a ``behaviour`` package: these policies exist only to make
-datasets, so they belong to the data room of the flow; ``scoredec/behavior.py`` is stage 1a
-(the behaviour *score models* learned offline), and a package one letter away would be read as
-part of it.
+Why here (scoredec/datagen/, beside the factory) and not a ``behaviour`` package: these
+policies exist only to make datasets, so they belong to the generators; ``scoredec/behavior.py``
+is stage 1a (the behaviour *score models* learned offline), and a package one letter away would
+be read as part of it.
 
 Algorithm: plain TD3 (Fujimoto et al. 2018, the hyperparameters of its paper, in
 :class:`TD3Config`) on the *global* state (the single-agent MuJoCo observation) and the joint
@@ -523,7 +523,7 @@ def behaviour_policies(task: str, cache: str | os.PathLike | None = None) -> Beh
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m scoredec.data.td3",
+    p = argparse.ArgumentParser(prog="python -m scoredec.datagen.td3",
                                 description="Train (or resume) a MaMuJoCo behaviour policy with TD3.")
     p.add_argument("task", help="MaMuJoCo task, e.g. halfcheetah-2x3")
     p.add_argument("--out", required=True, help="checkpoint directory (resumes from it)")

@@ -29,7 +29,7 @@ of random-heavy episodes are labels without behaviour behind them.
 
 MaMuJoCo tasks (``MAMUJOCO_TASKS``, optional gymnasium-robotics; see the section at the end):
 random is uniform for every layout; medium, expert and medium-replay replay the actor snapshots
-that ``scoredec.data.td3`` trained online and cached, with Gaussian exploration noise.
+that ``scoredec.datagen.td3`` trained online and cached, with Gaussian exploration noise.
 
 Reproducibility: every random number (initial states, keys, noise, uniform actions) comes from
 one CPU ``torch.Generator`` seeded with ``seed`` and is drawn in a fixed order, rounds of
@@ -82,6 +82,9 @@ log = logging.getLogger(__name__)
 TASKS = ("spread", "tag", "world")
 QUALITIES = ("random", "medium-replay", "medium", "expert")
 GENERATOR = "scoredec.data.factory"
+"""The ``generator`` label written into every dataset. It names the module where the factory
+lived when the first datasets were made (now scoredec.datagen.factory) and stays as it is, so
+that the same seed still gives the same bytes and old and new files carry one label."""
 
 EPISODES_PER_ROUND = 1000
 """Environments stepped together; the data depends on it (it fixes the order of the draws)."""
@@ -415,7 +418,7 @@ def _mamujoco_policies(task: str, quality: str):
     random: [uniform]. expert / medium: [that snapshot]. medium-replay: [uniform, snapshot 1,
     ..., medium]: the learning run from its uniform start-up phase to medium, in order.
     """
-    from scoredec.data.td3 import EXPERT_TARGET, behaviour_policies, load_snapshot
+    from scoredec.datagen.td3 import EXPERT_TARGET, behaviour_policies, load_snapshot
 
     if quality == "random":
         return [("uniform", None)], {"behaviour": "uniform random actions in [-1, 1]"}
@@ -428,6 +431,7 @@ def _mamujoco_policies(task: str, quality: str):
     for e in entries:
         actor, _ = load_snapshot(pol.stem(e))
         chosen.append((f"step-{e['step']}", actor))
+    # The module path in this text is a stored label (see GENERATOR): kept, so bytes stay the same.
     attrs: dict[str, Any] = {
         "behaviour": ("TD3 actor snapshot(s) on the global state (scoredec.data.td3), action + "
                       "N(0, noise_std^2) clipped to [-1, 1]"
@@ -453,7 +457,7 @@ def _make_mamujoco_dataset(task: str, quality: str, *, episodes: int | None, see
     """make_dataset for the MaMuJoCo layouts: rows of consecutive steps, episode after episode,
     with the global state (the single-agent observation) in ``state`` / ``next_state``."""
     from scoredec.envs.mamujoco import REFERENCE_RETURNS as MAMUJOCO_REFERENCE, MaMuJoCoEnv
-    from scoredec.data.td3 import JointActionMap
+    from scoredec.datagen.td3 import JointActionMap
 
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; expected one of {', '.join(QUALITIES)}")

@@ -6,10 +6,11 @@ structure of the OMAR / MADiff ``multiagent-particle-envs`` files (``multiagent/
 ``multiagent/environment.py``: ``MultiAgentEnv._set_action``/``step``;
 ``multiagent/scenarios/simple_{spread,tag,world}.py``: ``make_world``/``reset_world``/
 ``reward``/``observation``), minus rendering, communication noise and benchmark data.
-The scripted prey of ``prey.py`` is re-implemented here with plain loops over the prey's own
-observation vector.
+The scripted prey of ``scoredec/envs/mpe/prey.py`` is re-implemented here with plain loops over
+the prey's own observation vector.
 
-Typical use (tests): ``ref = ReferenceEnv("tag")``; ``ref.set_state(pos, vel)`` with one row of
+Test-only (tests/test_mpe.py), so it lives under tests/, not in the package.
+Typical use: ``ref = ReferenceEnv("tag")``; ``ref.set_state(pos, vel)`` with one row of
 the batched env's state; ``obs, rew = ref.step(actions)``.
 """
 
@@ -19,7 +20,7 @@ import math
 
 import numpy as np
 
-from .prey import PREY_PARAMS, PreyParams
+from scoredec.envs.mpe.prey import PREY_PARAMS, PreyParams
 
 
 class EntityState:
