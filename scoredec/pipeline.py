@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage, legacy_defaults
 from scoredec.captured import CAPTURE_MODES, CapturedStep
 from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
@@ -23,7 +24,7 @@ from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.hdf5 import read_dataset
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.policy import METHODS, PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.runs import MetricsLogger, RunDir
 from scoredec.training import run_stage
 

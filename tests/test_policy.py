@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from scoredec import sde
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorModel
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.policy import METHODS, PolicyConfig, PolicyObjective, PolicyStage
 
 from reference import first_layer_columns, mlp, narrow_inputs, score_single
 from test_nets import random_batch, small_cfg

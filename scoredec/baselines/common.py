@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from scoredec.actors import Actors
 from scoredec.checkpoint import is_complete
 from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
@@ -30,7 +31,6 @@ from scoredec.layout import AgentSpec, to_stack
 from scoredec.methods import MethodEntry, config_with, register_method
 from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.pipeline import open_run, product_stem, refuse_silent_restart, save_actors
-from scoredec.policy import Actors
 from scoredec.runs import MetricsLogger
 from scoredec.training import Stage, run_stage
 
@@ -59,7 +59,7 @@ def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_
     """Train one baseline into run_dir and leave its actors as <run>/actors.*.
 
     make_stage(spec, cfg) builds the stage (on the CPU; it is moved to the device here); the
-    stage exposes `.actors` (scoredec.policy.Actors). A finished run is skipped; a run with
+    stage exposes `.actors` (scoredec.actors.Actors). A finished run is skipped; a run with
     checkpoints needs resume=True. budget: at most that many steps in this call."""
     run_path = Path(run_dir)
     opened = open_run(data_path, run_path, {"method": method, "train": config_to_dict(cfg)},

@@ -11,7 +11,7 @@ advantage-weighted regression onto their own dataset actions with the joint adva
 
 Critic, actors and target copies all update every step, in CORL's order (V, Q, actor, target).
 
-Simplification: the actors are deterministic tanh MLPs (scoredec.policy.Actors) and the
+Simplification: the actors are deterministic tanh MLPs (scoredec.actors.Actors) and the
 regression is the squared error, i.e. CORL's `iql_deterministic=True` variant; the paper's
 Gaussian actor's log-likelihood becomes the squared error of its mean at a fixed variance.
 The evaluated actors are the same deterministic Actors every method saves.
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import torch
 
 from scoredec.baselines.common import BaselineConfig, register
+from scoredec.actors import Actors
 from scoredec.config import param
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
-from scoredec.policy import Actors
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 

@@ -30,7 +30,7 @@ random 0.5, medium-replay 1.0, medium 5.0, expert 5.0; tag and world: 0.5-5.0; H
 discount 0.99, Polyak 0.005 and policy samples. OMAR's actors also normalize their input with a
 BatchNorm: `actor_input_norm` (training mode while training, the running estimates when the
 saved actors act). Not ported: the small (3e-3) initialization of the actors' last layers
-(the actors are the shared scoredec.policy.Actors; with the critics' BatchNorm they did not
+(the actors are the shared scoredec.actors.Actors; with the critics' BatchNorm they did not
 saturate).
 """
 

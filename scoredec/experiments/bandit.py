@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
 from scoredec.config import param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.policy import METHODS, PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.training import run_stage
 
 log = logging.getLogger(__name__)
