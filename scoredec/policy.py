@@ -28,28 +28,11 @@ from scoredec.behavior import BehaviorModel
 from scoredec.config import param
 from scoredec.critic import IQLCritic
 from scoredec.estimator import T_DRAWS, WEIGHTINGS, TimeDraw, score_weight
+from scoredec.methods import variant
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 
-@dataclass(frozen=True)
-class Method:
-    """Which behaviour decomposition, critic and actor layout a stage-2 method uses."""
-
-    score_mode: str | None      # ScoreLayout mode of the regularizer; None for BC
-    critic_scope: str | None    # IQLCritic scope; None for BC
-    actor_mode: str             # ActorLayout mode
-    centralized: bool = False   # True when execution is not decentralized (an oracle)
-
-
-METHODS: dict[str, Method] = {
-    "omsd": Method("sequential", "joint", "decentralized"),
-    "brpo-ind": Method("marginal", "local", "decentralized"),
-    "brpo-ctde": Method("marginal", "joint", "decentralized"),
-    "brpo-jal": Method("joint", "joint", "joint", centralized=True),
-    "bc": Method(None, None, "decentralized"),
-}
-
-__all__ = ["METHODS", "WEIGHTINGS", "Method", "PolicyConfig", "PolicyObjective",
+__all__ = ["WEIGHTINGS", "PolicyConfig", "PolicyObjective",
            "PolicyStage", "score_weight", "critic_action_gradient"]
 
 
@@ -97,9 +80,7 @@ class PolicyObjective:
     def __init__(self, method: str, actors: Actors, cfg: PolicyConfig,
                  behavior: BehaviorModel | None = None, critic: IQLCritic | None = None,
                  vp: sde.VPSDE = sde.VPSDE()):
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-        spec = METHODS[method]
+        spec = variant(method)
         if spec.score_mode is not None:
             if behavior is None or behavior.mode != spec.score_mode:
                 raise ValueError(f"{method} needs a '{spec.score_mode}' behaviour model, got "

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scoredec.baselines.common import BaselineConfig, register
+from scoredec.baselines.common import BaselineConfig, register, with_default
 from scoredec.actors import Actors
 from scoredec.config import param
 from scoredec.critic import CriticConfig, IQLCritic
@@ -38,31 +38,25 @@ from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 @dataclass
 class IQLConfig(BaselineConfig):
-    """IQL with advantage-weighted decentralized actors (defaults: CORL iql.py)."""
+    """IQL with advantage-weighted decentralized actors (defaults: CORL iql.py, BaselineConfig's;
+    the actors' learning rate decays to 0 on a cosine)."""
 
     inverse_temperature: float = param(3.0, "beta in exp(beta A): larger = greedier (the IQL "
                                             "paper's 'temperature', 3.0 on MuJoCo, 10 on AntMaze)")
     max_weight: float = param(100.0, "clip of the advantage weight exp(beta A) (CORL EXP_ADV_MAX)")
-    expectile: float = param(0.7, "expectile tau of V")
-    gamma: float = param(0.99, "discount")
-    polyak: float = param(0.005, "target Q update rate")
-    critic_hidden: int = param(256, "width of the Q and V MLPs")
-    critic_layers: int = param(2, "hidden layers of the Q and V MLPs")
-    actor_hidden: int = param(256, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(3e-4, "Adam learning rate of Q and V")
-    actor_lr: float = param(3e-4, "Adam learning rate of the actors (cosine-decayed to 0)")
-    batch_size: int = param(256, "transitions per step")
-    steps: int = param(100_000, "optimizer steps (critic and actors together)")
+    expectile: float = with_default("expectile", 0.7, CriticConfig)
+
+    def critic_config(self) -> CriticConfig:
+        """The joint IQL critic's config (scoredec.critic) from these fields."""
+        return CriticConfig(hidden=self.critic_hidden, layers=self.critic_layers,
+                            lr=self.critic_lr, batch_size=self.batch_size, gamma=self.gamma,
+                            expectile=self.expectile, polyak=self.polyak, steps=self.steps)
 
 
 class IQLModel(torch.nn.Module):
     def __init__(self, spec: AgentSpec, cfg: IQLConfig):
         super().__init__()
-        critic_cfg = CriticConfig(hidden=cfg.critic_hidden, layers=cfg.critic_layers,
-                                  lr=cfg.critic_lr, batch_size=cfg.batch_size, gamma=cfg.gamma,
-                                  expectile=cfg.expectile, polyak=cfg.polyak, steps=cfg.steps)
-        self.critic = IQLCritic(spec, "joint", critic_cfg)
+        self.critic = IQLCritic(spec, "joint", cfg.critic_config())
         self.actors = Actors(spec, "decentralized", cfg.actor_hidden, cfg.actor_layers)
 
 

@@ -21,33 +21,22 @@ from dataclasses import dataclass
 
 import torch
 
-from scoredec.baselines.common import (REWARDS, ActorCritic, BaselineConfig, action_mse,
-                                       agent_rewards, register, td_target, twin_td_loss)
+from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, action_mse, agent_rewards,
+                                       register, td_target, twin_td_loss)
 from scoredec.config import param
 from scoredec.layout import AgentSpec
 from scoredec.training import Stage, optimizer_step
 
 
 @dataclass
-class TD3BCConfig(BaselineConfig):
-    """MA-TD3+BC: per-agent TD3+BC (defaults: CORL td3_bc.py)."""
+class TD3BCConfig(ActorCriticConfig):
+    """MA-TD3+BC: per-agent TD3+BC (defaults: CORL td3_bc.py, BaselineConfig's). `steps`
+    counts critic steps: the actors step every policy_delay of them."""
 
     alpha: float = param(2.5, "Q-term scale: lambda = alpha / mean|Q| (larger = less BC)")
     policy_noise: float = param(0.2, "std of the target policy smoothing noise")
     noise_clip: float = param(0.5, "clip of the target policy smoothing noise")
     policy_delay: int = param(2, "critic steps per actor and target update")
-    gamma: float = param(0.99, "discount")
-    polyak: float = param(0.005, "target network update rate")
-    reward: str = param("team", "reward of every agent's critic: team (agent 0's column) or own",
-                        choices=REWARDS)
-    critic_hidden: int = param(256, "critic MLP width")
-    critic_layers: int = param(2, "critic MLP hidden layers")
-    actor_hidden: int = param(256, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(3e-4, "Adam learning rate of the critics")
-    actor_lr: float = param(3e-4, "Adam learning rate of the actors")
-    batch_size: int = param(256, "transitions per step")
-    steps: int = param(100_000, "critic steps (actor steps = steps / policy_delay)")
 
 
 class TD3BCStage(Stage):
