@@ -14,6 +14,14 @@ from scoredec.layout import ActorLayout, AgentSpec
 from scoredec.nets import StackedBatchNorm, StackedMLP
 
 
+def squared_error(actions: Tensor, targets: Tensor, act_mask: Tensor) -> Tensor:
+    """(actions - targets)^2 on each agent's own action dims, 0 on the padding: [B, n, act_max].
+
+    actions, targets [B, n, act_max]; act_mask [n, act_max], 1 where an agent has the dim.
+    Every imitation term (BC, IQL's weighted regression, TD3+BC, OMAR) reduces this."""
+    return (actions - targets) ** 2 * act_mask
+
+
 class Actors(nn.Module):
     """Deterministic actors pi_k(o_k) = tanh(MLP(o_k)) in one stack (or one joint actor)."""
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from scoredec import sde
-from scoredec.actors import Actors
+from scoredec.actors import Actors, squared_error
 from scoredec.behavior import BehaviorModel
 from scoredec.config import param
 from scoredec.critic import IQLCritic
@@ -105,16 +105,16 @@ class PolicyObjective:
              backend: str | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """obs [B, n, obs_max]; data_actions [B, n, act_max] (used by BC only); noise: explicit
         (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator."""
+        a = self.actors(obs)                                       # [B, n, act_max]
         if self.behavior is None:
-            mask = self.actors.act_mask.to(obs.dtype)
-            err = ((self.actors(obs) - data_actions) ** 2 * mask).sum(-1)
+            err = squared_error(a, data_actions, self.actors.act_mask.to(obs.dtype)).sum(-1)
             loss = err.mean(0).sum()
             return loss, {"bc": loss.detach()}
+        # One actor pass: `a` carries the gradient; its value is a_cur, the current joint
+        # action at which the frozen behaviour models and critic are evaluated.
+        a_cur = a.detach()
         cfg, lay = self.cfg, self.behavior.layout
-        with torch.no_grad():
-            a_cur = self.actors(obs)
-        a = self.actors(obs)
-        x0 = lay.targets(a)
+        x0 = lay.targets(a)                                        # [m, B, x_dim]
         t, z = noise if noise is not None else self.draw_noise(x0.shape[1], obs, generator)
         with torch.no_grad():
             alpha, sigma = self.vp.alpha_sigma(t)

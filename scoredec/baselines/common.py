@@ -24,10 +24,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from scoredec.actors import Actors
+from scoredec.actors import Actors, squared_error
 from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
-from scoredec.layout import AgentSpec, to_stack
+from scoredec.layout import AgentSpec, to_models
 from scoredec.methods import MethodEntry, config_with, register_method
 from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.pipeline import RunConfig, StagePlan, drive, open_run, save_actors
@@ -124,7 +124,7 @@ class AgentTwinQ(nn.Module):
 
     def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
         order = tuple(range(self.n))
-        return torch.cat([to_stack(obs, order), to_stack(actions, order)], dim=-1)
+        return torch.cat([to_models(obs, False, order), to_models(actions, False, order)], dim=-1)
 
     def _q(self, x: Tensor, models: slice = slice(None)) -> Tensor:
         if self.norm is not None:
@@ -203,7 +203,7 @@ def action_mse(actions: Tensor, targets: Tensor, spec: AgentSpec) -> Tensor:
     """Per-agent mean squared error over the batch and the agent's own action dims: [n]
     (F.mse_loss of each agent, padding excluded)."""
     mask = spec.act_mask().to(actions)
-    return (((actions - targets) ** 2) * mask).sum(dim=(0, 2)) / (actions.shape[0] * mask.sum(1))
+    return squared_error(actions, targets, mask).sum(dim=(0, 2)) / (actions.shape[0] * mask.sum(1))
 
 
 @torch.no_grad()

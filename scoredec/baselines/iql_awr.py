@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from scoredec.baselines.common import BaselineConfig, register, with_default
-from scoredec.actors import Actors
+from scoredec.actors import Actors, squared_error
 from scoredec.config import param
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
@@ -86,8 +86,7 @@ class IQLStage(Stage):
 
     def actor_loss(self, obs, actions, adv):
         weight = torch.exp(self.cfg.inverse_temperature * adv).clamp(max=self.cfg.max_weight)
-        mask = self.spec.act_mask().to(obs)
-        err = (((self.actors(obs) - actions) ** 2) * mask).sum(-1)          # [B, n]
+        err = squared_error(self.actors(obs), actions, self.actors.act_mask).sum(-1)  # [B, n]
         return (weight[:, None] * err).mean(dim=0).sum(), weight
 
     def step(self, batch, generator):
