@@ -166,6 +166,23 @@ class ActorCritic(nn.Module):
             torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), polyak)
 
 
+class ActorCriticStage(Stage):
+    """A baseline stage over an ActorCritic (MA-TD3+BC, MA-CQL, OMAR): one Adam for the
+    critics, one for the actors, no schedule. model_options: ActorCritic's input norms."""
+
+    def __init__(self, spec: AgentSpec, cfg: ActorCriticConfig, **model_options):
+        self.cfg, self.spec = cfg, spec
+        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
+                                 cfg.critic_layers, **model_options)
+        self.actors = self.model.actors
+        self.batch_size, self.steps = cfg.batch_size, cfg.steps
+        self.modules = {"model": self.model}
+        self.optimizers = {
+            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
+            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
+        self.schedulers = {}
+
+
 # --------------------------------------------------------------------------- shared pieces
 
 def agent_rewards(batch: Batch, which: str) -> Tensor:

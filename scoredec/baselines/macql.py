@@ -42,12 +42,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, agent_rewards, register,
-                                       step_optimizer, td_target, twin_td_loss, with_default)
+from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, ActorCriticStage,
+                                       agent_rewards, register, step_optimizer, td_target,
+                                       twin_td_loss, with_default)
 from scoredec.config import param
 from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec
-from scoredec.training import Stage
 
 
 @dataclass
@@ -113,21 +113,12 @@ def cql_penalty(model: ActorCritic, batch: Batch, q_data: Tensor, cfg: CQLConfig
     return (soft_max - q_data).mean(dim=2).sum()
 
 
-class CQLStage(Stage):
+class CQLStage(ActorCriticStage):
     name = "macql"
 
     def __init__(self, spec: AgentSpec, cfg: CQLConfig):
-        self.cfg, self.spec = cfg, spec
-        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
-                                 cfg.critic_layers, critic_input_norm=cfg.critic_input_norm,
-                                 actor_input_norm=cfg.actor_input_norm)
-        self.actors = self.model.actors
-        self.batch_size, self.steps = cfg.batch_size, cfg.steps
-        self.modules = {"model": self.model}
-        self.optimizers = {
-            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
-            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
-        self.schedulers = {}
+        super().__init__(spec, cfg, critic_input_norm=cfg.critic_input_norm,
+                         actor_input_norm=cfg.actor_input_norm)
 
     def critic_step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
         cfg, model = self.cfg, self.model

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, action_mse, agent_rewards,
-                                       register, td_target, twin_td_loss)
+from scoredec.baselines.common import (ActorCriticConfig, ActorCriticStage, action_mse,
+                                       agent_rewards, register, td_target, twin_td_loss)
 from scoredec.config import param
-from scoredec.layout import AgentSpec
-from scoredec.training import Stage, optimizer_step
+from scoredec.training import optimizer_step
 
 
 @dataclass
@@ -39,20 +36,8 @@ class TD3BCConfig(ActorCriticConfig):
     policy_delay: int = param(2, "critic steps per actor and target update")
 
 
-class TD3BCStage(Stage):
+class TD3BCStage(ActorCriticStage):
     name = "matd3bc"
-
-    def __init__(self, spec: AgentSpec, cfg: TD3BCConfig):
-        self.cfg, self.spec = cfg, spec
-        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
-                                 cfg.critic_layers)
-        self.actors = self.model.actors
-        self.batch_size, self.steps = cfg.batch_size, cfg.steps
-        self.modules = {"model": self.model}
-        self.optimizers = {
-            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
-            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
-        self.schedulers = {}
 
     def actor_loss(self, obs, actions):
         pi = self.actors(obs)
