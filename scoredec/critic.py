@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from scoredec.config import param
-from scoredec.layout import AgentSpec, to_joint, to_stack
+from scoredec.layout import AgentSpec, to_models
 from scoredec.nets import StackedMLP
 from scoredec.training import Stage, optimizer_step
 
@@ -63,7 +63,7 @@ class IQLCritic(nn.Module):
 
     def _split(self, x: Tensor) -> Tensor:
         """[B, n, w] -> [critics, B, w'] as each critic sees it."""
-        return to_joint(x) if self.scope == "joint" else to_stack(x, tuple(range(self.spec.n_agents)))
+        return to_models(x, self.scope == "joint", tuple(range(self.spec.n_agents)))
 
     def _q(self, net: nn.Module, obs: Tensor, actions: Tensor) -> Tensor:
         sa = torch.cat([self._split(obs), self._split(actions)], dim=-1)

@@ -90,6 +90,17 @@ def from_joint(x: Tensor, n: int) -> Tensor:
     return x[0].reshape(x.shape[1], n, -1)
 
 
+def to_models(x: Tensor, joint: bool, order: tuple[int, ...]) -> Tensor:
+    """[B, n, w] -> [m, B, w'] as a stack of models sees it: one joint model (m = 1,
+    w' = n w) or one model per agent, model k on agent order[k]."""
+    return to_joint(x) if joint else to_stack(x, order)
+
+
+def from_models(x: Tensor, joint: bool, order: tuple[int, ...]) -> Tensor:
+    """Inverse of to_models: [m, B, w'] -> [B, n, w] in agent index order."""
+    return from_joint(x, len(order)) if joint else from_stack(x, order)
+
+
 class ScoreLayout:
     """Inputs, targets and masks of the behaviour score models for one decomposition."""
 
@@ -126,23 +137,19 @@ class ScoreLayout:
 
     def targets(self, actions: Tensor) -> Tensor:
         """actions [B, n, act_max] -> x0 [m, B, x_dim]."""
-        return to_joint(actions) if self.mode == "joint" else to_stack(actions, self.order)
+        return to_models(actions, self.mode == "joint", self.order)
 
     def actions_from(self, x: Tensor) -> Tensor:
         """x [m, B, x_dim] -> actions [B, n, act_max]."""
-        if self.mode == "joint":
-            return from_joint(x, self.spec.n_agents)
-        return from_stack(x, self.order)
+        return from_models(x, self.mode == "joint", self.order)
 
     def conditions(self, obs: Tensor, actions: Tensor | None = None) -> Tensor:
         """obs [B, n, obs_max], actions [B, n, act_max] -> c [m, B, cond_dim].
 
         Sequential mode needs actions (dataset actions in stage 1, the current policies'
         actions in stage 2); model k uses only those of agents order[:k]."""
-        if self.mode == "joint":
-            return to_joint(obs)
-        o = to_stack(obs, self.order)
-        if self.mode == "marginal" or self.spec.n_agents == 1:
+        o = to_models(obs, self.mode == "joint", self.order)
+        if self.mode != "sequential" or self.spec.n_agents == 1:
             return o
         if actions is None:
             raise ValueError("sequential conditions need the earlier agents' actions")
@@ -178,9 +185,9 @@ class ActorLayout:
         return act.reshape(1, -1) if self.mode == "joint" else act
 
     def inputs(self, obs: Tensor) -> Tensor:
-        return to_joint(obs) if self.mode == "joint" else to_stack(obs, self.order)
+        """obs [B, n, obs_max] -> [m, B, in_dim]."""
+        return to_models(obs, self.mode == "joint", self.order)
 
     def actions_from(self, y: Tensor) -> Tensor:
-        if self.mode == "joint":
-            return from_joint(y, self.spec.n_agents)
-        return from_stack(y, self.order)
+        """y [m, B, out_dim] -> actions [B, n, act_max]."""
+        return from_models(y, self.mode == "joint", self.order)

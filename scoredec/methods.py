@@ -1,9 +1,10 @@
-"""Every method the suite can run, behind one interface.
+"""Every method the suite can run, in one registry.
 
 A method trains from a dataset file into a run directory and leaves its final actors there as
 <run>/actors.safetensors + .json (pipeline.save_actors), so evaluation is the same for all:
-pipeline.load_actors(run) -> decentralized actors. The OMSD family (omsd, brpo-*, bc) runs
-through pipeline.train; baselines register themselves from scoredec.baselines.
+pipeline.load_actors(run) -> decentralized actors. The OMSD family (omsd, brpo-*, bc) is
+registered here with its `Variant` and runs through pipeline.train; the baselines register
+themselves when scoredec.baselines is imported (done on the first lookup that needs them).
 """
 
 from __future__ import annotations
@@ -23,11 +24,21 @@ class TrainFn(Protocol):
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Which behaviour decomposition, critic and actor layout an OMSD-family method uses."""
+
+    score_mode: str | None      # ScoreLayout mode of the regularizer; None for BC
+    critic_scope: str | None    # IQLCritic scope; None for BC
+    actor_mode: str             # ActorLayout mode
+
+
+@dataclass(frozen=True)
 class MethodEntry:
     name: str
     train: TrainFn
     centralized: bool = False   # True: not decentralized at execution (an oracle; marked in tables)
     description: str = ""
+    variant: Variant | None = None   # the OMSD family's stage-2 variant; None for a baseline
 
 
 _REGISTRY: dict[str, MethodEntry] = {}
@@ -44,23 +55,32 @@ _LOADED = False
 
 
 def _load_all() -> None:
-    """Register the pipeline methods, then import the baselines (they register on import)."""
+    """Import the baselines (they register on import)."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
-    _register_pipeline_methods()
     import scoredec.baselines  # noqa: F401
+
+
+def family() -> tuple[str, ...]:
+    """The OMSD family (trained by pipeline.train in stages), in its own order."""
+    return tuple(name for name, entry in _REGISTRY.items() if entry.variant is not None)
+
+
+def variant(name: str) -> Variant:
+    """The stage-2 variant of an OMSD-family method."""
+    entry = _REGISTRY.get(name)
+    if entry is None or entry.variant is None:
+        raise ValueError(f"method must be one of {family()}, got {name!r}")
+    return entry.variant
 
 
 def method_names() -> tuple[str, ...]:
     """The OMSD family in its own order, then the baselines alphabetically (whatever the
     import order was)."""
-    from scoredec.policy import METHODS
-
     _load_all()
-    family = [n for n in METHODS if n in _REGISTRY]
-    return tuple(family + sorted(n for n in _REGISTRY if n not in METHODS))
+    return family() + tuple(sorted(n for n in _REGISTRY if n not in family()))
 
 
 def get_method(name: str) -> MethodEntry:
@@ -97,13 +117,17 @@ def _pipeline_trainer(method: str) -> TrainFn:
     return train
 
 
-def _register_pipeline_methods() -> None:
-    from scoredec.policy import METHODS
-
-    text = {"omsd": "sequential score decomposition (the paper's method)",
-            "brpo-ind": "marginal score + local critics", "brpo-ctde": "marginal score + joint critic",
-            "brpo-jal": "joint score + joint actor (centralized oracle)", "bc": "behaviour cloning"}
-    for name, m in METHODS.items():
-        register_method(MethodEntry(name, _pipeline_trainer(name), m.centralized, text.get(name, "")))
+def _register_family(name: str, variant: Variant, description: str,
+                     centralized: bool = False) -> None:
+    register_method(MethodEntry(name, _pipeline_trainer(name), centralized, description, variant))
 
 
+_register_family("omsd", Variant("sequential", "joint", "decentralized"),
+                 "sequential score decomposition (the paper's method)")
+_register_family("brpo-ind", Variant("marginal", "local", "decentralized"),
+                 "marginal score + local critics")
+_register_family("brpo-ctde", Variant("marginal", "joint", "decentralized"),
+                 "marginal score + joint critic")
+_register_family("brpo-jal", Variant("joint", "joint", "joint"),
+                 "joint score + joint actor (centralized oracle)", centralized=True)
+_register_family("bc", Variant(None, None, "decentralized"), "behaviour cloning")

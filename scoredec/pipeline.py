@@ -4,6 +4,9 @@ Each stage's finished product is saved as <run>/<name>.safetensors + .json (weig
 meta needed to rebuild the module), so later stages, `evaluate` and `sample` load it without
 the training code's state. While a stage trains, resumable checkpoints go to
 <run>/checkpoints/. The config is seeded before any network is built.
+
+`drive` is the one training driver of every method: the OMSD family's stages here and each
+baseline's single stage (scoredec.baselines.common) are StagePlans it runs in a run directory.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage, legacy_defaults
 from scoredec.captured import CAPTURE_MODES, CapturedStep
 from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
@@ -23,9 +28,10 @@ from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.hdf5 import read_dataset
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.methods import family, variant
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.runs import MetricsLogger, RunDir
-from scoredec.training import run_stage
+from scoredec.training import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +39,24 @@ STAGES = ("behavior", "critic", "policy")
 
 
 @dataclass
-class TrainConfig:
-    """One training run of one method on one dataset."""
+class RunConfig:
+    """Fields every method's run has (TrainConfig and the baselines' configs extend it)."""
 
-    method: str = param("omsd", "stage-2 method (brpo-jal is a centralized oracle)",
-                        choices=tuple(METHODS))
-    order: tuple[int, ...] | None = param(None, "agent order of the sequential decomposition "
-                                                "(default 0..n-1)")
     seed: int = param(0, "seed of every generator, set before any network is built")
     device: str = param("auto", "cpu, cuda, or auto (cuda when available)",
                         choices=("auto", "cpu", "cuda"))
     log_every: int = param(1000, "steps between metric records")
     checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """One training run of one OMSD-family method on one dataset."""
+
+    method: str = param("omsd", "stage-2 method (brpo-jal is a centralized oracle)",
+                        choices=family())
+    order: tuple[int, ...] | None = param(None, "agent order of the sequential decomposition "
+                                                "(default 0..n-1)")
     capture: str = param("none", "run the behaviour and policy steps eagerly (none), through "
                                  "torch.compile (compile), or as one CUDA graph per step (graph, "
                                  "GPU only); the same noise draws either way",
@@ -80,21 +92,21 @@ def spec_from_meta(meta: dict) -> AgentSpec:
 
 def stages_for(method: str) -> tuple[str, ...]:
     """The stages a method needs: BC has no behaviour model and no critic."""
-    return ("policy",) if METHODS[method].score_mode is None else STAGES
+    return ("policy",) if variant(method).score_mode is None else STAGES
 
 
 # --------------------------------------------------------------------------- building modules
 
 def build_behavior(spec: AgentSpec, cfg: TrainConfig) -> BehaviorModel:
-    return BehaviorModel(spec, METHODS[cfg.method].score_mode, cfg.behavior, order=cfg.order)
+    return BehaviorModel(spec, variant(cfg.method).score_mode, cfg.behavior, order=cfg.order)
 
 
 def build_critic(spec: AgentSpec, cfg: TrainConfig) -> IQLCritic:
-    return IQLCritic(spec, METHODS[cfg.method].critic_scope, cfg.critic)
+    return IQLCritic(spec, variant(cfg.method).critic_scope, cfg.critic)
 
 
 def build_actors(spec: AgentSpec, cfg: TrainConfig) -> Actors:
-    return Actors(spec, METHODS[cfg.method].actor_mode, cfg.policy.hidden, cfg.policy.layers)
+    return Actors(spec, variant(cfg.method).actor_mode, cfg.policy.hidden, cfg.policy.layers)
 
 
 BUILDERS = {"behavior": build_behavior, "critic": build_critic, "policy": build_actors}
@@ -186,6 +198,56 @@ def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:
                            "continue it, or choose a new --run directory")
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of a run as `drive` runs it.
+
+    product: the stage's product (behavior | critic | policy: product_stem names its files);
+    seed: torch.manual_seed and the batch generator's seed, set just before build();
+    build(): the stage on the run's device, and the function that saves its product."""
+
+    product: str
+    seed: int
+    build: Callable[[], tuple[Stage, Callable[[], None]]]
+
+
+def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume: bool = False,
+          progress: bool = True, budget: int | None = None, desc: str | None = None) -> Path:
+    """The training driver of every method: runs `plans` in order into the opened run.
+
+    A stage whose product exists is skipped; a stage with checkpoints but no product needs
+    resume=True (then run_stage continues it exactly). budget: at most that many optimizer
+    steps in this call, over all stages (a time-limited sitting: it checkpoints where it stops;
+    resume=True continues). desc: the progress bar's and the log's name (default: the stage's)."""
+    logger: MetricsLogger | None = None   # opened when a stage runs: a finished run stays as is
+    try:
+        for plan in plans:
+            label = desc or f"stage {plan.product}"
+            if is_complete(product_stem(opened.path, plan.product)):
+                log.info("%s: already finished in %s, skipped", label, opened.path)
+                continue
+            torch.manual_seed(plan.seed)
+            generator = torch.Generator(device=opened.device).manual_seed(plan.seed)
+            stage, save = plan.build()
+            refuse_silent_restart(opened, stage.name, resume)
+            if logger is None:
+                logger = MetricsLogger(opened.path)
+            result = run_stage(stage, opened.data, generator, run=opened.run, logger=logger,
+                               log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                               budget=budget, progress=progress, desc=desc)
+            if not result.finished:
+                log.info("%s: stopped at step %d of %d (budget); resume to continue", label,
+                         result.step, stage.steps)
+                return opened.path
+            save()
+            if budget is not None:
+                budget -= result.steps_run
+    finally:
+        if logger is not None:
+            logger.close()
+    return opened.path
+
+
 def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
           stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
           budget: int | None = None) -> Path:
@@ -194,41 +256,28 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
     Finished stages are skipped; a stage with checkpoints but no product needs resume=True.
     budget: at most that many optimizer steps in this call, over all stages (a time-limited
     sitting: it checkpoints where it stops; resume=True continues)."""
-    run_path = Path(run_path)
     wanted = stages_for(cfg.method) if stages is None else stages
     for stage in wanted:
         if stage not in stages_for(cfg.method):
             raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
                              f"{stages_for(cfg.method)}")
     opened = open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device)
-    run, data, origin, device = opened.run, opened.data, opened.origin, opened.device
-    with MetricsLogger(run_path) as logger:
-        for i, stage in enumerate(STAGES):
-            if stage not in wanted:
-                continue
-            if is_complete(product_stem(run_path, stage)):
-                log.info("stage %s: already finished in %s, skipped", stage, run_path)
-                continue
-            refuse_silent_restart(opened, stage, resume)
-            # Every stage has its own seed so that running stages separately or together,
-            # stopped or not, gives the same networks.
-            torch.manual_seed(cfg.seed * 1000 + i)
-            generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + i)
-            module = BUILDERS[stage](data.spec, cfg).to(device)
-            trainer = make_stage(stage, module, run_path, cfg, device)
-            if cfg.capture != "none" and stage != "critic":
-                trainer = CapturedStep(trainer, cfg.capture)
-            result = run_stage(trainer, data, generator, run=run, logger=logger,
-                               log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-                               budget=budget, progress=progress)
-            if not result.finished:
-                log.info("stage %s: stopped at step %d of %d (budget); resume to continue",
-                         stage, result.step, trainer.steps)
-                return run_path
-            save_product(run_path, stage, module, data.spec, cfg, origin)
-            if budget is not None:
-                budget -= result.steps_run
-    return run_path
+    # Every stage has its own seed so that running stages separately or together, stopped or
+    # not, gives the same networks.
+    plans = [StagePlan(stage, cfg.seed * 1000 + i,
+                       lambda stage=stage: build_stage(opened, cfg, stage))
+             for i, stage in enumerate(STAGES) if stage in wanted]
+    return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget)
+
+
+def build_stage(opened: OpenRun, cfg: TrainConfig, stage: str) -> tuple[Stage, Callable[[], None]]:
+    """One OMSD-family stage on the run's device, and the function that saves its product."""
+    module = BUILDERS[stage](opened.data.spec, cfg).to(opened.device)
+    trainer = make_stage(stage, module, opened.path, cfg, opened.device)
+    if cfg.capture != "none" and stage != "critic":
+        trainer = CapturedStep(trainer, cfg.capture)
+    return trainer, lambda: save_product(opened.path, stage, module, opened.data.spec, cfg,
+                                         opened.origin)
 
 
 def make_stage(stage: str, module, run_path: Path, cfg: TrainConfig, device):
@@ -236,9 +285,8 @@ def make_stage(stage: str, module, run_path: Path, cfg: TrainConfig, device):
         return BehaviorStage(module, cfg.behavior)
     if stage == "critic":
         return CriticStage(module, cfg.critic)
-    method = METHODS[cfg.method]
     behavior = critic = None
-    if method.score_mode is not None:
+    if variant(cfg.method).score_mode is not None:
         behavior = load_product(run_path, "behavior", device).module
         critic = load_product(run_path, "critic", device).module
     return PolicyStage(PolicyObjective(cfg.method, module, cfg.policy, behavior, critic))

@@ -20,37 +20,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from scoredec import sde
+from scoredec.actors import Actors, squared_error
 from scoredec.behavior import BehaviorModel
 from scoredec.config import param
 from scoredec.critic import IQLCritic
 from scoredec.estimator import T_DRAWS, WEIGHTINGS, TimeDraw, score_weight
-from scoredec.layout import ActorLayout, AgentSpec
-from scoredec.nets import StackedBatchNorm, StackedMLP
+from scoredec.methods import variant
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 
-@dataclass(frozen=True)
-class Method:
-    """Which behaviour decomposition, critic and actor layout a stage-2 method uses."""
-
-    score_mode: str | None      # ScoreLayout mode of the regularizer; None for BC
-    critic_scope: str | None    # IQLCritic scope; None for BC
-    actor_mode: str             # ActorLayout mode
-    centralized: bool = False   # True when execution is not decentralized (an oracle)
-
-
-METHODS: dict[str, Method] = {
-    "omsd": Method("sequential", "joint", "decentralized"),
-    "brpo-ind": Method("marginal", "local", "decentralized"),
-    "brpo-ctde": Method("marginal", "joint", "decentralized"),
-    "brpo-jal": Method("joint", "joint", "joint", centralized=True),
-    "bc": Method(None, None, "decentralized"),
-}
-
-__all__ = ["METHODS", "WEIGHTINGS", "Method", "PolicyConfig", "Actors", "PolicyObjective",
+__all__ = ["WEIGHTINGS", "PolicyConfig", "PolicyObjective",
            "PolicyStage", "score_weight", "critic_action_gradient"]
 
 
@@ -79,52 +61,6 @@ class PolicyConfig:
     steps: int = param(100_000, "optimizer steps")
 
 
-class Actors(nn.Module):
-    """Deterministic actors pi_k(o_k) = tanh(MLP(o_k)) in one stack (or one joint actor)."""
-
-    def __init__(self, spec: AgentSpec, mode: str = "decentralized", hidden: int = 256,
-                 layers: int = 2, input_norm: bool = False):
-        super().__init__()
-        self.spec, self.hidden, self.layers = spec, hidden, layers
-        self.layout = ActorLayout(spec, mode)
-        lay = self.layout
-        # input_norm: a BatchNorm on each actor's input, as OMAR's public MLPs (its MA-CQL and
-        # OMAR actors); call .eval() before acting, or one observation has no batch statistics.
-        self.norm = StackedBatchNorm(lay.models, lay.in_dim) if input_norm else None
-        self.mlp = StackedMLP(lay.models, lay.in_dim, (hidden,) * layers, lay.out_dim,
-                              activation="relu", in_mask=lay.in_mask())
-        self.register_buffer("out_mask", lay.out_mask().to(torch.float32)[:, None, :])
-        # [n, act_max] valid action slots, on the actors' device (no host copy inside a step,
-        # which CUDA-graph capture forbids); not saved: it follows from the spec.
-        self.register_buffer("act_mask", spec.act_mask().to(torch.float32), persistent=False)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        """obs [B, n, obs_max] -> actions [B, n, act_max] in [-1, 1], zero beyond act_dims.
-
-        Decentralized: actor k reads only row k of obs."""
-        x = self.layout.inputs(obs)
-        if self.norm is not None:
-            x = self.norm(x)
-        y = torch.tanh(self.mlp(x)) * self.out_mask.to(obs.dtype)
-        return self.layout.actions_from(y)
-
-    @torch.no_grad()
-    def act(self, obs: Tensor) -> Tensor:
-        return self(obs)
-
-    def describe(self) -> dict:
-        """What rebuilds these actors: saved beside their weights by every method."""
-        return {"obs_dims": list(self.spec.obs_dims), "act_dims": list(self.spec.act_dims),
-                "mode": self.layout.mode, "hidden": self.hidden, "layers": self.layers,
-                "input_norm": self.norm is not None}
-
-    @classmethod
-    def from_description(cls, d: dict) -> "Actors":
-        # input_norm is absent from descriptions saved before it existed: none then.
-        return cls(AgentSpec(tuple(d["obs_dims"]), tuple(d["act_dims"])), d["mode"], d["hidden"],
-                   d["layers"], d.get("input_norm", False))
-
-
 def critic_action_gradient(critic: IQLCritic, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
     """IQLCritic.action_gradient through torch.func.grad: d/da 0.5 (Q1' + Q2')(S, a) at
     a = actions [B, n, act_max], and that Q value [critics, B]. The same operations and numbers
@@ -144,9 +80,7 @@ class PolicyObjective:
     def __init__(self, method: str, actors: Actors, cfg: PolicyConfig,
                  behavior: BehaviorModel | None = None, critic: IQLCritic | None = None,
                  vp: sde.VPSDE = sde.VPSDE()):
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-        spec = METHODS[method]
+        spec = variant(method)
         if spec.score_mode is not None:
             if behavior is None or behavior.mode != spec.score_mode:
                 raise ValueError(f"{method} needs a '{spec.score_mode}' behaviour model, got "
@@ -171,16 +105,16 @@ class PolicyObjective:
              backend: str | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """obs [B, n, obs_max]; data_actions [B, n, act_max] (used by BC only); noise: explicit
         (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator."""
+        a = self.actors(obs)                                       # [B, n, act_max]
         if self.behavior is None:
-            mask = self.actors.act_mask.to(obs.dtype)
-            err = ((self.actors(obs) - data_actions) ** 2 * mask).sum(-1)
+            err = squared_error(a, data_actions, self.actors.act_mask.to(obs.dtype)).sum(-1)
             loss = err.mean(0).sum()
             return loss, {"bc": loss.detach()}
+        # One actor pass: `a` carries the gradient; its value is a_cur, the current joint
+        # action at which the frozen behaviour models and critic are evaluated.
+        a_cur = a.detach()
         cfg, lay = self.cfg, self.behavior.layout
-        with torch.no_grad():
-            a_cur = self.actors(obs)
-        a = self.actors(obs)
-        x0 = lay.targets(a)
+        x0 = lay.targets(a)                                        # [m, B, x_dim]
         t, z = noise if noise is not None else self.draw_noise(x0.shape[1], obs, generator)
         with torch.no_grad():
             alpha, sigma = self.vp.alpha_sigma(t)

@@ -22,7 +22,7 @@ def evaluate(actors, env_id: str, episodes: int = 10, num_envs: int = 10, seed: 
              device: str | torch.device = "cpu", env_kwargs: dict | None = None) -> dict:
     """Roll out `episodes` episodes in rounds of `num_envs` parallel environments.
 
-    actors: a callable obs [B, n, obs_max] -> actions [B, n, act_max] (scoredec.policy.Actors
+    actors: a callable obs [B, n, obs_max] -> actions [B, n, act_max] (scoredec.actors.Actors
     is decentralized by construction). Returns mean/std return and normalized score."""
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"episodes and num_envs must be >= 1, got {episodes}, {num_envs}")

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from scoredec import sde
+from scoredec.actors import Actors
 from scoredec.behavior import draw_noise
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.data.tensors import Batch
 from scoredec.estimator import TimeDraw, pull, score_weight
 from scoredec.layout import AgentSpec, ScoreLayout
-from scoredec.policy import Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 
 VP = sde.VPSDE()
 

@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from scoredec import sde
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorModel
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.methods import family, variant
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 
 from reference import first_layer_columns, mlp, narrow_inputs, score_single
 from test_nets import random_batch, small_cfg
@@ -145,9 +147,9 @@ def test_actors_are_decentralized():
     assert (out * ~SPEC.act_mask()).abs().max() == 0
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", family())
 def test_every_method_takes_a_finite_step(method):
-    m = METHODS[method]
+    m = variant(method)
     behavior = None if m.score_mode is None else BehaviorModel(SPEC, m.score_mode, small_cfg("compact"))
     critic = None if m.critic_scope is None else IQLCritic(SPEC, m.critic_scope, CriticConfig(hidden=8))
     actors = Actors(SPEC, m.actor_mode, hidden=8)

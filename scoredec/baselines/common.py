@@ -1,9 +1,10 @@
-"""What every baseline shares: the run skeleton, per-agent twin critics, and stacked updates.
+"""What every baseline shares: its config fields, its run, per-agent twin critics, stacked updates.
 
 A baseline is one Stage (scoredec.training) that owns decentralized Actors plus whatever it
-trains beside them (critics, target copies). `train_baseline` reads the dataset, seeds before
-any network is built, runs the stage through run_stage with RunDir checkpoints (so a stopped
-run resumes bit-exactly), and saves the final actors with pipeline.save_actors.
+trains beside them (critics, target copies). `train_baseline` hands it to pipeline.drive, the
+driver of every method: it seeds before any network is built, runs the stage through run_stage
+with RunDir checkpoints (so a stopped run resumes bit-exactly), and saves the final actors with
+pipeline.save_actors.
 
 All n agents' networks are stacks (scoredec.nets.StackedMLP): one launch per layer for all
 agents. Per-agent losses are summed before one Adam step; Adam acts elementwise and each
@@ -15,7 +16,7 @@ model group (`clip_grad_norm_per_model`), as the public code clips each agent's 
 from __future__ import annotations
 
 import copy
-import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,31 +24,49 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from scoredec.checkpoint import is_complete
+from scoredec.actors import Actors, squared_error
 from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
-from scoredec.layout import AgentSpec, to_stack
+from scoredec.layout import AgentSpec, to_models
 from scoredec.methods import MethodEntry, config_with, register_method
 from scoredec.nets import StackedBatchNorm, StackedMLP
-from scoredec.pipeline import open_run, product_stem, refuse_silent_restart, save_actors
-from scoredec.policy import Actors
-from scoredec.runs import MetricsLogger
-from scoredec.training import Stage, run_stage
-
-log = logging.getLogger(__name__)
+from scoredec.pipeline import RunConfig, StagePlan, drive, open_run, save_actors
+from scoredec.training import Stage
 
 REWARDS = ("team", "own")
 
 
 @dataclass
-class BaselineConfig:
-    """Fields every baseline run has (each method's config extends this)."""
+class BaselineConfig(RunConfig):
+    """Fields every baseline run has (each method's config extends this). The defaults are
+    CORL's (TD3+BC, IQL); a method with other published defaults sets them with `with_default`."""
 
-    seed: int = param(0, "seed of every generator, set before any network is built")
-    device: str = param("auto", "cpu, cuda, or auto (cuda when available)",
-                        choices=("auto", "cpu", "cuda"))
-    log_every: int = param(1000, "steps between metric records")
-    checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+    critic_hidden: int = param(256, "critic MLP width")
+    critic_layers: int = param(2, "critic MLP hidden layers")
+    actor_hidden: int = param(256, "actor MLP width")
+    actor_layers: int = param(2, "actor MLP hidden layers")
+    critic_lr: float = param(3e-4, "Adam learning rate of the critics")
+    actor_lr: float = param(3e-4, "Adam learning rate of the actors")
+    batch_size: int = param(256, "transitions per step")
+    steps: int = param(100_000, "training steps: critic steps, each with its actor step unless "
+                                "the method delays them")
+    gamma: float = param(0.99, "discount")
+    polyak: float = param(0.005, "target network update rate")
+
+
+def with_default(name: str, value, cls: type = BaselineConfig):
+    """Field `name` of config class cls (its type and help) with another default: for a
+    method whose published default differs, or a field that mirrors another config's."""
+    base = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return dataclasses.field(default=value, metadata=base.metadata)
+
+
+@dataclass
+class ActorCriticConfig(BaselineConfig):
+    """Baselines with per-agent twin critics (ActorCritic): MA-TD3+BC, MA-CQL, OMAR."""
+
+    reward: str = param("team", "reward of every agent's critic: team (agent 0's column) or own",
+                        choices=REWARDS)
 
 
 # --------------------------------------------------------------------------- run skeleton
@@ -59,32 +78,21 @@ def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_
     """Train one baseline into run_dir and leave its actors as <run>/actors.*.
 
     make_stage(spec, cfg) builds the stage (on the CPU; it is moved to the device here); the
-    stage exposes `.actors` (scoredec.policy.Actors). A finished run is skipped; a run with
-    checkpoints needs resume=True. budget: at most that many steps in this call."""
-    run_path = Path(run_dir)
-    opened = open_run(data_path, run_path, {"method": method, "train": config_to_dict(cfg)},
+    stage exposes `.actors` (scoredec.actors.Actors). Run by pipeline.drive as one stage seeded
+    with cfg.seed: a finished run is skipped; a run with checkpoints needs resume=True.
+    budget: at most that many steps in this call."""
+    opened = open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
                       cfg.device)
-    run, data, origin, device = opened.run, opened.data, opened.origin, opened.device
-    if is_complete(product_stem(run_path, "policy")):
-        log.info("%s: already finished in %s, skipped", method, run_path)
-        return run_path
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    stage = make_stage(data.spec, cfg)
-    for module in stage.modules.values():
-        module.to(device)
-    refuse_silent_restart(opened, stage.name, resume)
-    with MetricsLogger(run_path) as logger:
-        result = run_stage(stage, data, generator, run=run, logger=logger, log_every=cfg.log_every,
-                           checkpoint_every=cfg.checkpoint_every, budget=budget,
-                           progress=progress, desc=method)
-    if not result.finished:
-        log.info("%s: stopped at step %d of %d (budget); resume to continue", method,
-                 result.step, stage.steps)
-        return run_path
-    save_actors(run_path, stage.actors, {**origin, "method": method,
-                                         "config": config_to_dict(cfg)})
-    return run_path
+
+    def build() -> tuple[Stage, Callable[[], None]]:
+        stage = make_stage(opened.data.spec, cfg)
+        for module in stage.modules.values():
+            module.to(opened.device)
+        meta = {**opened.origin, "method": method, "config": config_to_dict(cfg)}
+        return stage, lambda: save_actors(opened.path, stage.actors, meta)
+
+    return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
+                 progress=progress, budget=budget, desc=method)
 
 
 def register(name: str, config_cls: type, make_stage, description: str) -> MethodEntry:
@@ -116,7 +124,7 @@ class AgentTwinQ(nn.Module):
 
     def _inputs(self, obs: Tensor, actions: Tensor) -> Tensor:
         order = tuple(range(self.n))
-        return torch.cat([to_stack(obs, order), to_stack(actions, order)], dim=-1)
+        return torch.cat([to_models(obs, False, order), to_models(actions, False, order)], dim=-1)
 
     def _q(self, x: Tensor, models: slice = slice(None)) -> Tensor:
         if self.norm is not None:
@@ -158,6 +166,23 @@ class ActorCritic(nn.Module):
             torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), polyak)
 
 
+class ActorCriticStage(Stage):
+    """A baseline stage over an ActorCritic (MA-TD3+BC, MA-CQL, OMAR): one Adam for the
+    critics, one for the actors, no schedule. model_options: ActorCritic's input norms."""
+
+    def __init__(self, spec: AgentSpec, cfg: ActorCriticConfig, **model_options):
+        self.cfg, self.spec = cfg, spec
+        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
+                                 cfg.critic_layers, **model_options)
+        self.actors = self.model.actors
+        self.batch_size, self.steps = cfg.batch_size, cfg.steps
+        self.modules = {"model": self.model}
+        self.optimizers = {
+            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
+            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
+        self.schedulers = {}
+
+
 # --------------------------------------------------------------------------- shared pieces
 
 def agent_rewards(batch: Batch, which: str) -> Tensor:
@@ -195,7 +220,7 @@ def action_mse(actions: Tensor, targets: Tensor, spec: AgentSpec) -> Tensor:
     """Per-agent mean squared error over the batch and the agent's own action dims: [n]
     (F.mse_loss of each agent, padding excluded)."""
     mask = spec.act_mask().to(actions)
-    return (((actions - targets) ** 2) * mask).sum(dim=(0, 2)) / (actions.shape[0] * mask.sum(1))
+    return squared_error(actions, targets, mask).sum(dim=(0, 2)) / (actions.shape[0] * mask.sum(1))
 
 
 @torch.no_grad()

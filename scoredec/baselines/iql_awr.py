@@ -11,7 +11,7 @@ advantage-weighted regression onto their own dataset actions with the joint adva
 
 Critic, actors and target copies all update every step, in CORL's order (V, Q, actor, target).
 
-Simplification: the actors are deterministic tanh MLPs (scoredec.policy.Actors) and the
+Simplification: the actors are deterministic tanh MLPs (scoredec.actors.Actors) and the
 regression is the squared error, i.e. CORL's `iql_deterministic=True` variant; the paper's
 Gaussian actor's log-likelihood becomes the squared error of its mean at a fixed variance.
 The evaluated actors are the same deterministic Actors every method saves.
@@ -28,41 +28,35 @@ from dataclasses import dataclass
 
 import torch
 
-from scoredec.baselines.common import BaselineConfig, register
+from scoredec.baselines.common import BaselineConfig, register, with_default
+from scoredec.actors import Actors, squared_error
 from scoredec.config import param
 from scoredec.critic import CriticConfig, IQLCritic
 from scoredec.layout import AgentSpec
-from scoredec.policy import Actors
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 
 @dataclass
 class IQLConfig(BaselineConfig):
-    """IQL with advantage-weighted decentralized actors (defaults: CORL iql.py)."""
+    """IQL with advantage-weighted decentralized actors (defaults: CORL iql.py, BaselineConfig's;
+    the actors' learning rate decays to 0 on a cosine)."""
 
     inverse_temperature: float = param(3.0, "beta in exp(beta A): larger = greedier (the IQL "
                                             "paper's 'temperature', 3.0 on MuJoCo, 10 on AntMaze)")
     max_weight: float = param(100.0, "clip of the advantage weight exp(beta A) (CORL EXP_ADV_MAX)")
-    expectile: float = param(0.7, "expectile tau of V")
-    gamma: float = param(0.99, "discount")
-    polyak: float = param(0.005, "target Q update rate")
-    critic_hidden: int = param(256, "width of the Q and V MLPs")
-    critic_layers: int = param(2, "hidden layers of the Q and V MLPs")
-    actor_hidden: int = param(256, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(3e-4, "Adam learning rate of Q and V")
-    actor_lr: float = param(3e-4, "Adam learning rate of the actors (cosine-decayed to 0)")
-    batch_size: int = param(256, "transitions per step")
-    steps: int = param(100_000, "optimizer steps (critic and actors together)")
+    expectile: float = with_default("expectile", 0.7, CriticConfig)
+
+    def critic_config(self) -> CriticConfig:
+        """The joint IQL critic's config (scoredec.critic) from these fields."""
+        return CriticConfig(hidden=self.critic_hidden, layers=self.critic_layers,
+                            lr=self.critic_lr, batch_size=self.batch_size, gamma=self.gamma,
+                            expectile=self.expectile, polyak=self.polyak, steps=self.steps)
 
 
 class IQLModel(torch.nn.Module):
     def __init__(self, spec: AgentSpec, cfg: IQLConfig):
         super().__init__()
-        critic_cfg = CriticConfig(hidden=cfg.critic_hidden, layers=cfg.critic_layers,
-                                  lr=cfg.critic_lr, batch_size=cfg.batch_size, gamma=cfg.gamma,
-                                  expectile=cfg.expectile, polyak=cfg.polyak, steps=cfg.steps)
-        self.critic = IQLCritic(spec, "joint", critic_cfg)
+        self.critic = IQLCritic(spec, "joint", cfg.critic_config())
         self.actors = Actors(spec, "decentralized", cfg.actor_hidden, cfg.actor_layers)
 
 
@@ -92,8 +86,7 @@ class IQLStage(Stage):
 
     def actor_loss(self, obs, actions, adv):
         weight = torch.exp(self.cfg.inverse_temperature * adv).clamp(max=self.cfg.max_weight)
-        mask = self.spec.act_mask().to(obs)
-        err = (((self.actors(obs) - actions) ** 2) * mask).sum(-1)          # [B, n]
+        err = squared_error(self.actors(obs), actions, self.actors.act_mask).sum(-1)  # [B, n]
         return (weight[:, None] * err).mean(dim=0).sum(), weight
 
     def step(self, batch, generator):

@@ -30,7 +30,7 @@ random 0.5, medium-replay 1.0, medium 5.0, expert 5.0; tag and world: 0.5-5.0; H
 discount 0.99, Polyak 0.005 and policy samples. OMAR's actors also normalize their input with a
 BatchNorm: `actor_input_norm` (training mode while training, the running estimates when the
 saved actors act). Not ported: the small (3e-3) initialization of the actors' last layers
-(the actors are the shared scoredec.policy.Actors; with the critics' BatchNorm they did not
+(the actors are the shared scoredec.actors.Actors; with the critics' BatchNorm they did not
 saturate).
 """
 
@@ -42,16 +42,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scoredec.baselines.common import (REWARDS, ActorCritic, BaselineConfig, agent_rewards,
-                                       register, step_optimizer, td_target, twin_td_loss)
+from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, ActorCriticStage,
+                                       agent_rewards, register, step_optimizer, td_target,
+                                       twin_td_loss, with_default)
 from scoredec.config import param
 from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec
-from scoredec.training import Stage
 
 
 @dataclass
-class CQLConfig(BaselineConfig):
+class CQLConfig(ActorCriticConfig):
     """MA-CQL: per-agent CQL critics with TD3-style actors (defaults: OMAR main.py, MPE)."""
 
     cql_alpha: float = param(1.0, "weight of the CQL penalty (OMAR: 0.5-5.0 by dataset)")
@@ -66,18 +66,14 @@ class CQLConfig(BaselineConfig):
                                           "(the evaluated actors use its running estimates)")
     actor_l2: float = param(1e-3, "weight of mean pi(o)^2 in the actor loss")
     grad_clip: float = param(0.5, "gradient-norm clip of each agent's critic and actor")
-    gamma: float = param(0.95, "discount")
-    polyak: float = param(0.01, "target network update rate")
-    reward: str = param("team", "reward of every agent's critic: team (agent 0's column) or own",
-                        choices=REWARDS)
-    critic_hidden: int = param(64, "critic MLP width")
-    critic_layers: int = param(2, "critic MLP hidden layers")
-    actor_hidden: int = param(64, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(0.01, "Adam learning rate of the critics")
-    actor_lr: float = param(0.01, "Adam learning rate of the actors")
-    batch_size: int = param(1024, "transitions per step")
-    steps: int = param(100_000, "optimizer steps (critic and actor each)")
+    # OMAR main.py's particle-task values where they differ from BaselineConfig's.
+    gamma: float = with_default("gamma", 0.95)
+    polyak: float = with_default("polyak", 0.01)
+    critic_hidden: int = with_default("critic_hidden", 64)
+    actor_hidden: int = with_default("actor_hidden", 64)
+    critic_lr: float = with_default("critic_lr", 0.01)
+    actor_lr: float = with_default("actor_lr", 0.01)
+    batch_size: int = with_default("batch_size", 1024)
 
 
 def repeat_rows(x: Tensor, k: int) -> Tensor:
@@ -117,21 +113,12 @@ def cql_penalty(model: ActorCritic, batch: Batch, q_data: Tensor, cfg: CQLConfig
     return (soft_max - q_data).mean(dim=2).sum()
 
 
-class CQLStage(Stage):
+class CQLStage(ActorCriticStage):
     name = "macql"
 
     def __init__(self, spec: AgentSpec, cfg: CQLConfig):
-        self.cfg, self.spec = cfg, spec
-        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
-                                 cfg.critic_layers, critic_input_norm=cfg.critic_input_norm,
-                                 actor_input_norm=cfg.actor_input_norm)
-        self.actors = self.model.actors
-        self.batch_size, self.steps = cfg.batch_size, cfg.steps
-        self.modules = {"model": self.model}
-        self.optimizers = {
-            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
-            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
-        self.schedulers = {}
+        super().__init__(spec, cfg, critic_input_norm=cfg.critic_input_norm,
+                         actor_input_norm=cfg.actor_input_norm)
 
     def critic_step(self, batch: Batch, generator: torch.Generator) -> dict[str, Tensor]:
         cfg, model = self.cfg, self.model

@@ -19,51 +19,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from scoredec.baselines.common import (REWARDS, ActorCritic, BaselineConfig, action_mse,
+from scoredec.baselines.common import (ActorCriticConfig, ActorCriticStage, action_mse,
                                        agent_rewards, register, td_target, twin_td_loss)
 from scoredec.config import param
-from scoredec.layout import AgentSpec
-from scoredec.training import Stage, optimizer_step
+from scoredec.training import optimizer_step
 
 
 @dataclass
-class TD3BCConfig(BaselineConfig):
-    """MA-TD3+BC: per-agent TD3+BC (defaults: CORL td3_bc.py)."""
+class TD3BCConfig(ActorCriticConfig):
+    """MA-TD3+BC: per-agent TD3+BC (defaults: CORL td3_bc.py, BaselineConfig's). `steps`
+    counts critic steps: the actors step every policy_delay of them."""
 
     alpha: float = param(2.5, "Q-term scale: lambda = alpha / mean|Q| (larger = less BC)")
     policy_noise: float = param(0.2, "std of the target policy smoothing noise")
     noise_clip: float = param(0.5, "clip of the target policy smoothing noise")
     policy_delay: int = param(2, "critic steps per actor and target update")
-    gamma: float = param(0.99, "discount")
-    polyak: float = param(0.005, "target network update rate")
-    reward: str = param("team", "reward of every agent's critic: team (agent 0's column) or own",
-                        choices=REWARDS)
-    critic_hidden: int = param(256, "critic MLP width")
-    critic_layers: int = param(2, "critic MLP hidden layers")
-    actor_hidden: int = param(256, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(3e-4, "Adam learning rate of the critics")
-    actor_lr: float = param(3e-4, "Adam learning rate of the actors")
-    batch_size: int = param(256, "transitions per step")
-    steps: int = param(100_000, "critic steps (actor steps = steps / policy_delay)")
 
 
-class TD3BCStage(Stage):
+class TD3BCStage(ActorCriticStage):
     name = "matd3bc"
-
-    def __init__(self, spec: AgentSpec, cfg: TD3BCConfig):
-        self.cfg, self.spec = cfg, spec
-        self.model = ActorCritic(spec, cfg.actor_hidden, cfg.actor_layers, cfg.critic_hidden,
-                                 cfg.critic_layers)
-        self.actors = self.model.actors
-        self.batch_size, self.steps = cfg.batch_size, cfg.steps
-        self.modules = {"model": self.model}
-        self.optimizers = {
-            "critic": torch.optim.Adam(self.model.critic.parameters(), lr=cfg.critic_lr),
-            "actors": torch.optim.Adam(self.actors.parameters(), lr=cfg.actor_lr)}
-        self.schedulers = {}
 
     def actor_loss(self, obs, actions):
         pi = self.actors(obs)

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
 from scoredec.config import param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit
-from scoredec.policy import METHODS, Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.methods import family, variant
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.training import run_stage
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class BanditConfig:
     seeds: int = param(10, "number of seeds (0 .. seeds-1)")
     first_seed: int = param(0, "first seed")
     methods: tuple[str, ...] = param(("omsd", "brpo-ind", "brpo-ctde"), "stage-2 methods to compare",
-                                     choices=tuple(METHODS))
+                                     choices=family())
     samples: int = param(10_000, "dataset size (one-step episodes)")
     sampler_samples: int = param(2_000, "joint samples drawn from each behaviour model")
     workers: int = param(2, "worker processes (one thread each)")
@@ -65,13 +67,13 @@ def run_seed(cfg: BanditConfig, seed: int, progress: bool = False) -> dict:
     spec = data.spec
 
     behaviors = {}
-    for mode in sorted({METHODS[m].score_mode for m in cfg.methods} - {None}):
+    for mode in sorted({variant(m).score_mode for m in cfg.methods} - {None}):
         model = BehaviorModel(spec, mode, cfg.behavior)
         run_stage(BehaviorStage(model, cfg.behavior), data, gen, progress=progress,
                   desc=f"seed {seed} behaviour/{mode}")
         behaviors[mode] = model
     critics = {}
-    for scope in sorted({METHODS[m].critic_scope for m in cfg.methods} - {None}):
+    for scope in sorted({variant(m).critic_scope for m in cfg.methods} - {None}):
         critic = IQLCritic(spec, scope, cfg.critic)
         if cfg.policy.beta != 0.0:
             run_stage(CriticStage(critic, cfg.critic), data, gen, progress=progress,
@@ -81,7 +83,7 @@ def run_seed(cfg: BanditConfig, seed: int, progress: bool = False) -> dict:
     obs = bandit.observations(1)
     result = {"seed": seed, "methods": {}, "samples": {}}
     for method in cfg.methods:
-        m = METHODS[method]
+        m = variant(method)
         actors = Actors(spec, m.actor_mode, cfg.policy.hidden, cfg.policy.layers)
         objective = PolicyObjective(method, actors, cfg.policy, behaviors.get(m.score_mode),
                                     critics.get(m.critic_scope))

@@ -62,16 +62,16 @@ def ensure_dataset(root: Path, preset: Preset, task: str, quality: str) -> Path:
 
 
 def _is_pipeline(method: str) -> bool:
-    from scoredec.policy import METHODS
+    from scoredec.methods import family
 
-    return method in METHODS
+    return method in family()
 
 
 def has_behaviour_model(method: str) -> bool:
     """The OMSD family trains a behaviour model (BC and the baselines do not)."""
-    from scoredec.policy import METHODS
+    from scoredec.methods import family, variant
 
-    return method in METHODS and METHODS[method].score_mode is not None
+    return method in family() and variant(method).score_mode is not None
 
 
 def config_class(method: str):
@@ -309,7 +309,7 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
     is taken to cost a critic and a policy stage of ``baseline_steps`` (a rough guess until
     the baselines are measured), and each cell adds one measured evaluation (and the OMSD
     family's the measured behaviour report)."""
-    from scoredec.policy import METHODS
+    from scoredec.methods import family, variant
 
     probe = dataclasses.replace(preset, episodes={q: 50 for q in preset.episodes},
                                 task_episodes={}, eval_episodes=preset.eval_episodes)
@@ -328,8 +328,8 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
     report = record["seconds"]["behaviour_report"]
     per_method = {}
     for method in sorted({c.method for c in cells}):
-        if method in METHODS:
-            needed = ("policy",) if METHODS[method].score_mode is None else tuple(per_stage)
+        if method in family():
+            needed = ("policy",) if variant(method).score_mode is None else tuple(per_stage)
             per_method[method] = (sum(per_stage.get(s, 0.0) for s in needed) + evaluation
                                   + (report if has_behaviour_model(method) else 0.0))
         else:

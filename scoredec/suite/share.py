@@ -33,9 +33,9 @@ SHAREABLE = ("behavior", "critic")
 
 def stage_signature(cfg, stage: str, data: str | os.PathLike) -> dict | None:
     """Everything the stage's product depends on; None when the method has no such stage."""
-    from scoredec.policy import METHODS
+    from scoredec.methods import variant
 
-    method = METHODS[cfg.method]
+    method = variant(cfg.method)
     kind = method.score_mode if stage == "behavior" else method.critic_scope
     if kind is None:
         return None
@@ -68,13 +68,12 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
     """Copy into the cell's run directory every shareable stage that another finished cell of
     the OMSD family already trained identically; returns {stage: {"from", "seconds"}}.
     donor_roots: other suite roots to look in too (the tuning search's sibling values)."""
-    from scoredec.methods import config_with
+    from scoredec.methods import config_with, family
     from scoredec.pipeline import TrainConfig, product_stem, saved_train_config
-    from scoredec.policy import METHODS
     from scoredec.suite.grid import Cell
     from scoredec.suite.run_cell import run_summary
 
-    if cell.method not in METHODS:
+    if cell.method not in family():
         return {}
     cfg = config_with(TrainConfig, overrides, method=cell.method, seed=cell.seed)
     run = Path(root) / "runs" / cell.key
@@ -87,7 +86,7 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
         if ckpts.is_dir() and any(p.name.startswith(f"{stage}-") for p in ckpts.iterdir()):
             continue   # this cell started the stage itself: resume continues it
         donors = [Path(r) / "runs" / Cell(m, cell.task, cell.quality, cell.seed).key
-                  for r in (root, *donor_roots) for m in METHODS]
+                  for r in (root, *donor_roots) for m in family()]
         for donor in donors:
             stem = product_stem(donor, stage)
             if donor.resolve() == run.resolve() or not is_complete(stem):

@@ -84,9 +84,9 @@ def summarize(cells: list[dict]) -> Summary:
             behaviour.setdefault((cell["task"], cell["quality"], cell["method"]), []).append(
                 float(report["normalized_mean"]))
             behaviour_modes[cell["method"]] = report.get("mode", "?")
-    from scoredec.policy import METHODS
+    from scoredec.methods import family
 
-    methods = _order({m for _, _, m in scores}, (*METHODS, "matd3bc", "macql", "omar", "iql"))
+    methods = _order({m for _, _, m in scores}, (*family(), "matd3bc", "macql", "omar", "iql"))
     tasks = _order({t for t, _, _ in scores}, TASKS)
     rows = [(t, q) for t in tasks for q in _order({q for tt, q, _ in scores if tt == t}, QUALITIES)]
     return Summary(methods, rows, scores, centralized, seconds, run_seconds, cpu_seconds,
