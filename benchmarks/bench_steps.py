@@ -32,6 +32,7 @@ from torch import Tensor
 
 from benchutil import DEVICE, sync, versions
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
 from scoredec.captured import CapturedStep
 from scoredec.critic import CriticConfig, IQLCritic
@@ -39,7 +40,7 @@ from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec
 from scoredec.nets import StackedLinear, StackedMLP, make_score_net
 from scoredec.training import EMA
-from scoredec.policy import Actors, PolicyConfig, PolicyObjective, PolicyStage
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 
 GPU = DEVICE.type == "cuda"
 # SCOREDEC_BENCH_QUICK=1 (scoredec bench --quick): n = 3 and batch 512 (64 on the CPU) only.

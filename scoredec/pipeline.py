@@ -28,7 +28,7 @@ from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.hdf5 import read_dataset
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
-from scoredec.methods import family, variant
+from scoredec.registry import family, variant
 from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.runs import MetricsLogger, RunDir
 from scoredec.training import Stage, run_stage

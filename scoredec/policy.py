@@ -28,7 +28,7 @@ from scoredec.behavior import BehaviorModel
 from scoredec.config import param
 from scoredec.critic import IQLCritic
 from scoredec.estimator import T_DRAWS, WEIGHTINGS, TimeDraw, score_weight
-from scoredec.methods import variant
+from scoredec.registry import variant
 from scoredec.training import Stage, cosine_schedule, optimizer_step
 
 

@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
 from scoredec.captured import CapturedStep
 from scoredec.critic import CriticConfig, IQLCritic
@@ -17,7 +18,7 @@ from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit
 from scoredec.layout import AgentSpec
 from scoredec.pipeline import TrainConfig, train
-from scoredec.policy import Actors, PolicyConfig, PolicyObjective, PolicyStage, critic_action_gradient
+from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage, critic_action_gradient
 
 STEPS = 20
 BATCH = 32

@@ -11,22 +11,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # What scoredec/ops and kernels/ may import from the package: the schedule and themselves.
 OPS_MAY_IMPORT = ("scoredec.sde", "scoredec.ops", "scoredec.kernels")
 # The compiled extension (no source file to follow).
 EXTENSIONS = ("scoredec._C",)
-# Cycles in files other parts of issue 15 restructure; each is named here until it is gone
-# (test_no_import_cycle_at_all, strict xfail, says when).
-KNOWN_CYCLES = [
-    # part B: one method registry (methods.py <-> baselines/ through baselines/common.py)
-    {"scoredec.methods", "scoredec.baselines", "scoredec.baselines.common", "scoredec.baselines.iql_awr",
-     "scoredec.baselines.macql", "scoredec.baselines.matd3bc", "scoredec.baselines.omar"},
-    # the suite: run_cell <-> share
-    {"scoredec.suite.run_cell", "scoredec.suite.share"},
-]
 
 
 def module_files() -> dict[str, Path]:
@@ -124,14 +114,9 @@ def test_the_graph_sees_function_level_and_relative_imports():
     assert "scoredec.ops.score_compact" in GRAPH["scoredec.nets"]
 
 
-def test_no_new_import_cycle():
-    new = [sorted(c) for c in strongly_connected(GRAPH) if c not in KNOWN_CYCLES]
-    assert not new, f"import cycles: {new}"
-
-
-@pytest.mark.xfail(strict=True, reason="the cycles of KNOWN_CYCLES (other parts of issue 15) remain")
-def test_no_import_cycle_at_all():
-    assert strongly_connected(GRAPH) == []
+def test_no_import_cycle():
+    cycles = [sorted(c) for c in strongly_connected(GRAPH)]
+    assert not cycles, f"import cycles: {cycles}"
 
 
 def test_ops_and_kernels_import_nothing_above_them():

@@ -28,7 +28,7 @@ from scoredec.actors import Actors, squared_error
 from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec, to_models
-from scoredec.methods import MethodEntry, config_with, register_method
+from scoredec.registry import MethodEntry, config_with, register_method
 from scoredec.nets import StackedBatchNorm, StackedMLP
 from scoredec.pipeline import RunConfig, StagePlan, drive, open_run, save_actors
 from scoredec.training import Stage

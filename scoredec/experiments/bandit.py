@@ -23,7 +23,7 @@ from scoredec.config import param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit
-from scoredec.methods import family, variant
+from scoredec.registry import family, variant
 from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.training import run_stage
 

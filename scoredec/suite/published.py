@@ -9,7 +9,7 @@ checked cell by cell against the OMAR ICLR 2022 submission text (its Table 6 for
 Not here: the OMSD paper's own table (arXiv 2505.05968) could not be read from the sources
 available offline (only two cells surfaced, on an aggregator site, with no baselines beside
 them), and no number goes here unverified. The datasets differ too: OMAR's were collected by
-its own online-trained agents, ours are made by scoredec.data.factory, and the cpu preset
+its own online-trained agents, ours are made by scoredec.datagen.factory, and the cpu preset
 trains for a fraction of the published steps. Compare directions, not values.
 """
 

@@ -30,15 +30,13 @@ from scoredec.methods import get_method, merge
 from scoredec.suite.grid import Cell, cell_path
 from scoredec.suite.presets import Preset
 from scoredec.suite.share import adopt_shared_stages
+from scoredec.suite.summary import CURVE_POINTS, run_summary
 
 __all__ = ["dataset_path", "ensure_dataset", "has_behaviour_model", "config_class",
            "resolve_overrides", "run_cell", "cell_behaviour_report", "run_summary", "hardware",
            "versions", "estimate_seconds", "CURVE_POINTS"]
 
 log = logging.getLogger(__name__)
-
-CURVE_POINTS = 100
-"""At most this many points of a learning curve go into a cell JSON (evenly thinned)."""
 
 
 def dataset_path(root: Path, preset: Preset, task: str, quality: str) -> Path:
@@ -111,49 +109,6 @@ def resolve_overrides(preset: Preset, cell: Cell) -> dict:
 
 
 # --------------------------------------------------------------------------- records
-
-def _thin(points: list, limit: int = CURVE_POINTS) -> list:
-    if len(points) <= limit:
-        return points
-    idx = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
-    return [points[i] for i in idx]
-
-
-def run_summary(run: Path) -> dict:
-    """Per-stage wall-clock and steps/s, and the last stage's loss curve, from metrics.jsonl.
-
-    A stage's seconds are the sum of the gaps between its consecutive records (the first
-    ``log_every`` steps are extrapolated at the stage's rate); a resumed run's downtime is
-    not counted when the gap spans a restart (a step that went backwards or a gap over ten
-    times the median)."""
-    from scoredec.runs import read_metrics
-
-    records = read_metrics(run)
-    stages: dict[str, list[dict]] = {}
-    for rec in records:
-        stages.setdefault(rec["stage"], []).append(rec)
-    summary = {}
-    for name, recs in stages.items():
-        steps = np.array([r["step"] for r in recs], dtype=np.float64)
-        times = np.array([r["time"] for r in recs], dtype=np.float64)
-        dstep, dt = np.diff(steps), np.diff(times)
-        ok = (dstep > 0) & (dt >= 0)
-        if ok.any():
-            med = np.median(dt[ok])
-            ok &= dt <= 10 * med + 1e-9
-        rate = float(dstep[ok].sum() / dt[ok].sum()) if ok.any() and dt[ok].sum() > 0 else None
-        last = int(steps[-1])
-        seconds = last / rate if rate else None
-        summary[name] = {"steps": last, "steps_per_s": rate, "seconds": seconds}
-    curve = None
-    if stages:
-        name = "policy" if "policy" in stages else list(stages)[-1]
-        points = [(r["step"], r.get("loss")) for r in stages[name]]
-        points = _thin(points)
-        curve = {"stage": name, "metric": "loss", "step": [p[0] for p in points],
-                 "value": [p[1] for p in points]}
-    return {"stages": summary, "curve": curve}
-
 
 def hardware(device: str) -> dict:
     cpu = platform.processor() or ""

@@ -71,7 +71,7 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
     from scoredec.methods import config_with, family
     from scoredec.pipeline import TrainConfig, product_stem, saved_train_config
     from scoredec.suite.grid import Cell
-    from scoredec.suite.run_cell import run_summary
+    from scoredec.suite.summary import run_summary
 
     if cell.method not in family():
         return {}
