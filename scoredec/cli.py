@@ -20,8 +20,20 @@ EVALUATE_EPISODES = 10
 EVALUATE_ENVS = 10
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it says something: not when the help already names its
+    default (config-driven flags do) and not for a None default (the value then comes from the
+    config or the data)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=40, width=100)
+    return _DefaultsFormatter(prog, max_help_position=40, width=100)
 
 
 # --------------------------------------------------------------------------- bandit

@@ -468,7 +468,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             continue
         kw = _flag_kwargs(tp, f)
         help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {_default_text(f)})".replace("%", "%%")
+        if "(default" not in help_text:   # a help that explains its own default keeps it
+            help_text = f"{help_text} (default: {_default_text(f)})"
+        help_text = help_text.replace("%", "%%")
         group.add_argument(f"--{key}", dest=key, default=None, help=help_text, **kw)
 
 

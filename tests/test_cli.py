@@ -31,6 +31,22 @@ def test_help_explains_every_option(command, capsys):
         assert "--policy.beta" in text and "--behavior.arch" in text
 
 
+def _all_parsers(parser, name="scoredec"):
+    yield name, parser
+    for group in parser._subparsers._group_actions if parser._subparsers else ():
+        for sub_name, sub in group.choices.items():
+            yield from _all_parsers(sub, f"{name} {sub_name}")
+
+
+def test_help_names_each_default_once_and_never_none():
+    for name, parser in _all_parsers(build_parser()):
+        text = parser.format_help()
+        for option in text.split("\n  -")[1:]:
+            flat = " ".join(option.split())
+            assert "(default: None)" not in flat, f"{name}: {flat}"
+            assert flat.count("(default") <= 1, f"{name}: {flat}"
+
+
 def test_info_runs(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
