@@ -92,6 +92,8 @@ class BehaviorModel(nn.Module, ConditionalSampler):
                                   prediction=cfg.prediction, fourier_scale=cfg.fourier_scale,
                                   vp=vp, sigma_data=cfg.sigma_data, generator=generator)
         self.register_buffer("x_mask", lay.x_mask().to(torch.float32)[:, None, :])
+        # Where the condition noise may go (real action columns); built once, not per step.
+        self.register_buffer("act_mask", spec.act_mask().to(torch.float32), persistent=False)
 
     @property
     def mode(self) -> str:
@@ -133,8 +135,8 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         if self.noisy_conditions and len(noise) > 2:
             # Conditioning augmentation: the later agents learn to follow earlier actions that
             # are near, not exactly, the data's, as the sampler's and the actors' are.
-            mask = self.spec.act_mask().to(actions)
-            cond = self.layout.conditions(obs, actions + self.cfg.cond_noise * noise[2] * mask)
+            noisy = actions + self.cfg.cond_noise * noise[2] * self.act_mask.to(actions.dtype)
+            cond = self.layout.conditions(obs, noisy)
         else:
             cond = self.layout.conditions(obs, actions)
         x_t, fourier = noise_and_embed(x0.reshape(m * batch, d), z.reshape(m * batch, d),
