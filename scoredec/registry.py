@@ -16,8 +16,10 @@ from scoredec.config import config_from_dict, config_to_dict
 
 class TrainFn(Protocol):
     def __call__(self, data_path: Path, run_dir: Path, *, seed: int, overrides: dict,
-                 progress: bool = True, budget: int | None = None, resume: bool = False) -> Path:
-        """Train on data_path into run_dir; overrides: a nested dict of config fields."""
+                 progress: bool = True, budget: int | None = None, resume: bool = False,
+                 evaluation=None) -> Path:
+        """Train on data_path into run_dir; overrides: a nested dict of config fields;
+        evaluation: a scoredec.periodic_eval.PeriodicEval (the score during training) or None."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class MethodEntry:
     centralized: bool = False   # True: not decentralized at execution (an oracle; marked in tables)
     description: str = ""
     variant: Variant | None = None   # the OMSD family's stage-2 variant; None for a baseline
+    config: type | None = None       # the config dataclass its overrides fill (train --method)
 
 
 REGISTRY: dict[str, MethodEntry] = {}
