@@ -112,7 +112,7 @@ ESTIMATE_WARN_SECONDS = 3600
 def _print_estimate(args, method: str, config: dict, stages: tuple[str, ...] | None) -> None:
     """Log how long the run will take here (scoredec.timing's probe); warn over an hour."""
     from scoredec.progress import format_duration
-    from scoredec.timing import estimate_run, remaining_steps, stage_steps
+    from scoredec.timing import estimate_run, remaining_steps, stage_steps, worth_probing
 
     if args.no_estimate:
         return
@@ -123,6 +123,10 @@ def _print_estimate(args, method: str, config: dict, stages: tuple[str, ...] | N
             remaining[stage], left = min(n, left), left - min(n, left)
     from scoredec.interrupt import TrainingInterrupted
 
+    if not worth_probing(remaining):
+        return
+    log.info("train %s: timing a few steps per stage first, to estimate the run "
+             "(--no-estimate skips this)", method)
     try:
         est = estimate_run(method, Path(args.data), config, remaining)
     except TrainingInterrupted:   # stopped in the probe: nothing of the run to resume yet

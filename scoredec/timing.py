@@ -8,12 +8,14 @@ estimate (suite/run_cell.estimate_seconds) and `scoredec train`'s both use it.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["PROBE_STEPS", "late_rates", "shrink_steps", "probe_rates", "stage_steps",
-           "remaining_steps", "estimate_run"]
+           "remaining_steps", "worth_probing", "estimate_run"]
 
 PROBE_STEPS = 50
 """Steps per stage of `scoredec train`'s probe (the paper config's behaviour step takes about
@@ -78,25 +80,43 @@ def remaining_steps(run: Path, steps: dict[str, int]) -> dict[str, int]:
     return out
 
 
+@contextmanager
+def _quiet_package_logs():
+    """The probe is not the user's run: its runs/pipeline info lines would read as if it were."""
+    logger = logging.getLogger("scoredec")
+    level = logger.level
+    logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def probe_rates(method: str, data: Path, config: dict, steps: int = PROBE_STEPS) -> dict[str, float]:
     """Steps/s of each stage of `method` with `config` (a nested dict of its config fields) on
     `data`, from a run of `steps` steps per stage in a temporary directory."""
     from scoredec.methods import get_method
 
-    with tempfile.TemporaryDirectory(prefix="scoredec-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scoredec-probe-") as tmp, _quiet_package_logs():
         run = Path(tmp) / "probe"
         get_method(method).train(data, run, seed=int(config.get("seed", 0)),
                                  overrides=shrink_steps(config, steps), progress=False)
         return late_rates(run)
 
 
+def worth_probing(remaining: dict[str, int], steps: int = PROBE_STEPS) -> bool:
+    """Whether the stages' remaining steps are many more than a probe of them would take."""
+    todo = [n for n in remaining.values() if n > 0]
+    return sum(todo) > PROBE_SHARE * steps * len(todo)
+
+
 def estimate_run(method: str, data: Path, config: dict, remaining: dict[str, int],
                  steps: int = PROBE_STEPS) -> dict | None:
     """Seconds each stage's remaining steps will take here, or None when the run is too short
     to be worth a probe. {"seconds": {stage: s}, "steps_per_s": {stage: rate}, "total": s}."""
-    todo = {s: n for s, n in remaining.items() if n > 0}
-    if sum(todo.values()) <= PROBE_SHARE * steps * len(todo):
+    if not worth_probing(remaining, steps):
         return None
+    todo = {s: n for s, n in remaining.items() if n > 0}
     rates = probe_rates(method, data, config, steps)
     seconds = {s: n / rates[s] for s, n in todo.items() if rates.get(s)}
     return {"seconds": seconds, "steps_per_s": {s: rates[s] for s in seconds},
