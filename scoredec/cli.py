@@ -91,16 +91,28 @@ def cmd_train(args) -> int:
                              f"together): use `scoredec train all`, not `train {args.stage}`")
         cfg = apply_arguments(load_config(entry.config, args.config) if args.config
                               else entry.config(), args)
-        config = config_to_dict(cfg)
-        _print_estimate(args, args.method, config, None)
-        run = entry.train(args.data, args.run, seed=cfg.seed, overrides=config, progress=progress,
-                          budget=args.budget, resume=args.resume, evaluation=evaluation)
+        method, config, stages = args.method, config_to_dict(cfg), None
+
+        def run_training():
+            return entry.train(args.data, args.run, seed=cfg.seed, overrides=config,
+                               progress=progress, budget=args.budget, resume=args.resume,
+                               evaluation=evaluation)
     else:
         cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
         cfg = apply_arguments(cfg, args)
-        _print_estimate(args, cfg.method, config_to_dict(cfg), STAGE_NAMES[args.stage])
-        run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
-                    progress=progress, budget=args.budget, evaluation=evaluation)
+        method, config, stages = cfg.method, config_to_dict(cfg), STAGE_NAMES[args.stage]
+
+        def run_training():
+            return train(args.data, cfg, args.run, stages=stages, resume=args.resume,
+                         progress=progress, budget=args.budget, evaluation=evaluation)
+    _print_estimate(args, method, config, stages)
+    if args.wandb:
+        from scoredec.wandb_logger import wandb_run
+
+        with wandb_run(args.run, {"method": method, **config}, args.wandb, args.wandb_project):
+            run = run_training()
+    else:
+        run = run_training()
     print(f"run: {run}")
     return 0
 
@@ -558,6 +570,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "TensorBoard eval/ and metrics.jsonl; changes no trained number); 0 = off")
     p.add_argument("--eval-episodes", type=int, default=PeriodicEval.episodes, metavar="N",
                    help="episodes of each evaluation during training (the same ones each time)")
+    p.add_argument("--wandb", nargs="?", const="auto", choices=("auto", "online", "offline"),
+                   help="also log to Weights & Biases (optional extra: pip install "
+                        "'scoredec[wandb]'): offline writes RUN/wandb/ without network (`wandb "
+                        "sync` uploads it later); auto (the flag alone): WANDB_MODE, else online")
+    p.add_argument("--wandb-project", default="scoredec", metavar="NAME",
+                   help="W&B project of the run (with --wandb)")
     baseline = _train_baseline(argv)
     if baseline is None:
         add_config_arguments(p, TrainConfig)
