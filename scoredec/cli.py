@@ -94,9 +94,17 @@ def cmd_evaluate(args) -> int:
     from scoredec.rollout import evaluate
 
     if args.behaviour:
+        if args.env:
+            raise ValueError("--behaviour judges the behaviour model on a built-in task; --env "
+                             "evaluates the actors on your environment: pass one")
         return cmd_evaluate_behaviour(args)
     if args.data:
         raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
+    if args.env:
+        return cmd_evaluate_env(args)
+    if args.reference_random is not None or args.reference_expert is not None:
+        raise ValueError("--reference-random/--reference-expert go with --env (the built-in tasks "
+                         "have their own reference returns)")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
     env_id = args.task or meta.get("env_id")
@@ -110,6 +118,32 @@ def cmd_evaluate(args) -> int:
     if "normalized_mean" in result:
         line += f", normalized {result['normalized_mean']:.1f} +- {result['normalized_std']:.1f}"
     print(line + f" over {result['episodes']} episodes")
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate_env(args) -> int:
+    """`evaluate RUN --env MODULE:FACTORY`: decentralized rollout on the user's PettingZoo env."""
+    from scoredec.evaluation import describe_result, evaluate_env
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import resolve_device
+
+    if args.task:
+        raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    refs = (args.reference_random, args.reference_expert)
+    if (refs[0] is None) != (refs[1] is None):
+        raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "
+                         "returns)")
+    reference = None if refs[0] is None else {"random": refs[0], "expert": refs[1]}
+    result = evaluate_env(args.run, args.env, episodes=EVALUATE_EPISODES if args.episodes is None
+                          else args.episodes, num_envs=1 if args.envs is None else args.envs,
+                          seed=args.seed, device=resolve_device(args.device),
+                          reference_returns=reference, team_return=args.team_return,
+                          max_steps=args.max_steps)
+    result["run"] = str(args.run)
+    print(describe_result(result, args.env))
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
     atomic_write_json(out, result)
     print(f"wrote {out}")
@@ -435,12 +469,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "t and sample spread vs the data, per agent; writes "
                         "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the dataset's)")
+    from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
+    p.add_argument("--env", metavar="MODULE:FACTORY",
+                   help="your own environment instead of a built-in task: a function (in an "
+                        "importable module or FILE.py) returning a PettingZoo ParallelEnv or a "
+                        "list of them; each agent's actor sees only its own observation, actions "
+                        "are mapped onto each agent's Box bounds (docs/own_environment.md)")
+    p.add_argument("--reference-random", type=float, metavar="R",
+                   help="with --env: the return of a random policy, for a normalized score "
+                        "(with --reference-expert; without both, returns are reported raw)")
+    p.add_argument("--reference-expert", type=float, metavar="R",
+                   help="with --env: the return of an expert policy (normalized score 100)")
+    p.add_argument("--team-return", choices=TEAM_RETURNS, default="mean",
+                   help="with --env: an episode's return sums over steps the mean (or the sum) "
+                        "of the agents' rewards")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS,
+                   help="with --env: an episode still running after this many steps is an error")
     p.add_argument("--episodes", type=int,
                    help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
                         f"--behaviour {default_episodes('spread')} on MPE, "
                         f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
     p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
-                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100))")
+                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100); "
+                                            "with --env 1, episodes one after another)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the first round of episodes (with --behaviour also of its rows "
                         "and samples)")
