@@ -181,6 +181,26 @@ def cmd_evaluate_behaviour(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+
+def cmd_export(args) -> int:
+    from scoredec.export import export_run
+
+    doc = export_run(args.run, args.format, args.out)
+    for agent in doc["agents"]:
+        print(f"agent {agent['index']} {agent['name']}: {Path(args.out) / agent['file']} "
+              f"(obs [batch, {agent['input']['shape'][1]}] -> action [batch, "
+              f"{agent['output']['shape'][1]}] in [-1, 1])")
+    parity = doc["parity"]
+    if parity["checked"]:
+        print(f"parity with the PyTorch actors: max |difference| {parity['max_abs_error']:.1e} "
+              f"on {parity['rows']} random observations (tolerance {parity['tolerance']:g})")
+    else:
+        print(f"parity not checked: {parity['reason']}")
+    print(f"wrote {Path(args.out) / 'actors.json'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- sample
 
 def cmd_sample(args) -> int:
@@ -506,6 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON output (default RUN/evaluation.json, with --behaviour "
                                  "RUN/behaviour_report.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    from scoredec.export import FORMATS
+    p = sub.add_parser("export", formatter_class=_formatter,
+                       help="write each agent's actor as an ONNX or TorchScript file",
+                       description="One file per agent (obs [batch, obs_dim] float32 -> action "
+                                   "[batch, act_dim] in [-1, 1], input normalization included) "
+                                   "and actors.json describing them, for decentralized "
+                                   "deployment; the files are checked against the PyTorch "
+                                   "actors on random observations. ONNX needs "
+                                   "scoredec[export].")
+    p.add_argument("run", help="run directory with actors.safetensors")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS), help="file format")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", formatter_class=_formatter,
                        help="draw joint actions from a run's behaviour model",

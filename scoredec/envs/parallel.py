@@ -166,6 +166,7 @@ class ParallelEnvBatch:
         self.n_agents = len(self.obs_dims)
         self.obs_max, self.act_max = max(self.obs_dims), max(self.act_dims)
         self.agents = self._match_agents(self.envs[0], agent_names)
+        self._dataset_names = tuple(agent_names) if agent_names else None
         for b, env in enumerate(self.envs):
             self._check_spaces(env, b)
         self.num_envs = len(self.envs)
@@ -188,6 +189,11 @@ class ParallelEnvBatch:
                         found, list(names))
         return tuple(found)
 
+    def _theirs(self, i: int) -> str:
+        """'agent 1' or "agent 1 'drone'": the dataset's agent i."""
+        name = self._dataset_names[i] if self._dataset_names else None
+        return f"agent {i}" + (f" {name!r}" if name is not None and name != str(self.agents[i]) else "")
+
     def _check_spaces(self, env, b: int) -> None:
         where = "" if b == 0 else f" (environment copy {b})"
         if list(env.possible_agents) != list(self.envs[0].possible_agents):
@@ -202,14 +208,14 @@ class ParallelEnvBatch:
                                        "vector)")
             if size != self.obs_dims[i]:
                 raise EnvMismatchError(f"agent {agent!r}{where}: observation size {size}, but the "
-                                       f"run's dataset has {self.obs_dims[i]} for agent {i}")
+                                       f"run's dataset has {self.obs_dims[i]} for {self._theirs(i)}")
             if not (hasattr(act_space, "low") and hasattr(act_space, "high")):
                 raise EnvMismatchError(f"agent {agent!r}{where}: action space {act_space} is not a "
                                        "Box; scoredec's actors output continuous actions in [-1, 1]")
             size = _size(act_space)
             if size != self.act_dims[i]:
                 raise EnvMismatchError(f"agent {agent!r}{where}: action size {size}, but the run's "
-                                       f"dataset has {self.act_dims[i]} for agent {i}")
+                                       f"dataset has {self.act_dims[i]} for {self._theirs(i)}")
 
     # -------------------------------------------------------------- stepping
     def _fill(self, out: np.ndarray, b: int, obs: dict) -> None:
