@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".safetensors+.json). Flags override the --config YAML.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs")
-    p.add_argument("--data", required=True, help="dataset file (.h5, scoredec schema)")
+    p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
     p.add_argument("--resume", action="store_true",
@@ -556,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: make, inspect, import",
-                       description="Inspect and import datasets in the scoredec HDF5 schema.")
+                       description="Make, inspect and import datasets in the scoredec HDF5 format "
+                                   "(docs/dataset_schema.md).")
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
                         description="Prints the card next to the file (FILE.card.json), or "

@@ -235,3 +235,12 @@ def test_recorder_writes_a_dataset_with_padding_and_episode_ends(tmp_path):
     assert ds.terminals.tolist() == [False, False, True] and not ds.timeouts.any()
     with pytest.raises(ValueError, match="observation of agent 'b' has 2 values, expected 3"):
         rec.add({"b": [1, 2]}, {}, {}, {}, {}, {})
+
+
+def test_schema_doc_example_runs(tmp_path, monkeypatch):
+    """The Python example of docs/dataset_schema.md writes and reads back its dataset."""
+    text = (ROOT / "docs" / "dataset_schema.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "dataset_schema.md", "exec"), {})
+    assert read_dataset(tmp_path / "my-robots.h5").agent_names == ("arm", "gripper")
