@@ -31,17 +31,19 @@ MAX_STEPS = 10_000
 time limit would otherwise never return)."""
 
 
-def _actors_of(run_or_actors, device) -> tuple[Callable, dict]:
-    """(actors callable, meta) from a run directory or an Actors module."""
+def _actors_of(run_or_actors, device) -> tuple[Callable, dict, torch.device]:
+    """(actors callable, meta, the device observations go to) from a run directory, a torch
+    module (observations go to its parameters' device) or any callable."""
     if isinstance(run_or_actors, (str, Path)):
         from scoredec.pipeline import load_actors
 
         actors, meta = load_actors(Path(run_or_actors), device)
-        return actors, meta
+        return actors, meta, device
     actors = run_or_actors
-    if hasattr(actors, "eval"):
+    if isinstance(actors, torch.nn.Module):
         actors.eval()
-    return actors, {}
+        device = next(actors.parameters(), torch.empty(0, device=device)).device
+    return actors, {}, device
 
 
 @torch.no_grad()
@@ -52,8 +54,9 @@ def evaluate_env(run_or_actors, env: Any, *, episodes: int = 10, num_envs: int =
                  act_dims=None) -> dict:
     """Roll out `episodes` episodes of the run's actors on the user's environment.
 
-    run_or_actors: a run directory (its actors and the dataset's agent names are loaded) or a
-    scoredec.actors.Actors (then obs_dims/act_dims come from it; agent_names optional).
+    run_or_actors: a run directory (its actors, loaded on `device`, and the dataset's agent
+    names), a scoredec.actors.Actors (obs_dims/act_dims from it; agent_names optional), or
+    any callable obs [B, n, obs_max] -> actions [B, n, act_max] with obs_dims and act_dims.
     env: a PettingZoo ParallelEnv, a list of them (stepped side by side), a factory returning
     either, or a 'module:factory' string; a factory returning one env is called up to
     num_envs times. Episode e is reset with seed + e.
@@ -71,7 +74,7 @@ def evaluate_env(run_or_actors, env: Any, *, episodes: int = 10, num_envs: int =
         raise ValueError("reference_returns needs 'random' and 'expert', different, got "
                          f"{reference_returns!r}")
     device = torch.device(device)
-    actors, meta = _actors_of(run_or_actors, device)
+    actors, meta, device = _actors_of(run_or_actors, device)
     spec = getattr(actors, "spec", None)
     obs_dims = tuple(obs_dims or (spec.obs_dims if spec else meta["spec"]["obs_dims"]))
     act_dims = tuple(act_dims or (spec.act_dims if spec else meta["spec"]["act_dims"]))

@@ -190,6 +190,9 @@ def write_module(tmp_path, body):
      "agent 'a': action space Discrete(3) is not a Box"),
     ("def make(): return Toy(forever=True)", "an episode did not end within 30 steps"),
     ("make = 3", "has no callable 'make'"),
+    ("class Old(Toy):\n    def reset(self, seed=None, options=None):\n"
+     "        return Toy.reset(self)[0]\ndef make(): return Old()",
+     "reset(seed=...) must return (observations, infos)"),
 ])
 def test_an_env_that_does_not_fit_the_run_is_one_line(run, tmp_path, capsys, monkeypatch, body,
                                                        message):

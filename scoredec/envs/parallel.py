@@ -236,7 +236,12 @@ class ParallelEnvBatch:
             raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
         obs = np.zeros((len(seeds), self.n_agents, self.obs_max), np.float32)
         for b, seed in enumerate(seeds):
-            first, _ = self.envs[b].reset(seed=int(seed))
+            out = self.envs[b].reset(seed=int(seed))
+            if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)):
+                raise EnvMismatchError("reset(seed=...) must return (observations, infos), two "
+                                       f"dicts keyed by agent (PettingZoo >= 1.24); got "
+                                       f"{type(out).__name__}")
+            first = out[0]
             self._live[b] = set(self.envs[b].agents)
             self._fill(obs, b, first)
         self.active = np.ones(len(seeds), bool)
@@ -256,7 +261,11 @@ class ParallelEnvBatch:
                 if agent in live:
                     sent[agent] = action_to_env(actions[b, i, : self.act_dims[i]],
                                                 env.action_space(agent))
-            nxt, rew, term, trunc, _ = env.step(sent)
+            out = env.step(sent)
+            if not (isinstance(out, tuple) and len(out) == 5):
+                raise EnvMismatchError("step(actions) must return (observations, rewards, "
+                                       "terminations, truncations, infos) (PettingZoo >= 1.24)")
+            nxt, rew, term, trunc, _ = out
             for i, agent in enumerate(self.agents):
                 rewards[b, i] = float(rew.get(agent, 0.0))
             for agent in list(live):
