@@ -94,9 +94,17 @@ def cmd_evaluate(args) -> int:
     from scoredec.rollout import evaluate
 
     if args.behaviour:
+        if args.env:
+            raise ValueError("--behaviour judges the behaviour model on a built-in task; --env "
+                             "evaluates the actors on your environment: pass one")
         return cmd_evaluate_behaviour(args)
     if args.data:
         raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
+    if args.env:
+        return cmd_evaluate_env(args)
+    if args.reference_random is not None or args.reference_expert is not None:
+        raise ValueError("--reference-random/--reference-expert go with --env (the built-in tasks "
+                         "have their own reference returns)")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
     env_id = args.task or meta.get("env_id")
@@ -110,6 +118,32 @@ def cmd_evaluate(args) -> int:
     if "normalized_mean" in result:
         line += f", normalized {result['normalized_mean']:.1f} +- {result['normalized_std']:.1f}"
     print(line + f" over {result['episodes']} episodes")
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate_env(args) -> int:
+    """`evaluate RUN --env MODULE:FACTORY`: decentralized rollout on the user's PettingZoo env."""
+    from scoredec.evaluation import describe_result, evaluate_env
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import resolve_device
+
+    if args.task:
+        raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    refs = (args.reference_random, args.reference_expert)
+    if (refs[0] is None) != (refs[1] is None):
+        raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "
+                         "returns)")
+    reference = None if refs[0] is None else {"random": refs[0], "expert": refs[1]}
+    result = evaluate_env(args.run, args.env, episodes=EVALUATE_EPISODES if args.episodes is None
+                          else args.episodes, num_envs=1 if args.envs is None else args.envs,
+                          seed=args.seed, device=resolve_device(args.device),
+                          reference_returns=reference, team_return=args.team_return,
+                          max_steps=args.max_steps)
+    result["run"] = str(args.run)
+    print(describe_result(result, args.env))
     out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
     atomic_write_json(out, result)
     print(f"wrote {out}")
@@ -144,6 +178,26 @@ def cmd_evaluate_behaviour(args) -> int:
     out = Path(args.out) if args.out else run / "behaviour_report.json"
     atomic_write_json(out, report)
     print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+def cmd_export(args) -> int:
+    from scoredec.export import export_run
+
+    doc = export_run(args.run, args.format, args.out)
+    for agent in doc["agents"]:
+        print(f"agent {agent['index']} {agent['name']}: {Path(args.out) / agent['file']} "
+              f"(obs [batch, {agent['input']['shape'][1]}] -> action [batch, "
+              f"{agent['output']['shape'][1]}] in [-1, 1])")
+    parity = doc["parity"]
+    if parity["checked"]:
+        print(f"parity with the PyTorch actors: max |difference| {parity['max_abs_error']:.1e} "
+              f"on {parity['rows']} random observations (tolerance {parity['tolerance']:g})")
+    else:
+        print(f"parity not checked: {parity['reason']}")
+    print(f"wrote {Path(args.out) / 'actors.json'}")
     return 0
 
 
@@ -408,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".safetensors+.json). Flags override the --config YAML.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs")
-    p.add_argument("--data", required=True, help="dataset file (.h5, scoredec schema)")
+    p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
     p.add_argument("--resume", action="store_true",
@@ -435,12 +489,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "t and sample spread vs the data, per agent; writes "
                         "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the dataset's)")
+    from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
+    p.add_argument("--env", metavar="MODULE:FACTORY",
+                   help="your own environment instead of a built-in task: a function (in an "
+                        "importable module or FILE.py) returning a PettingZoo ParallelEnv or a "
+                        "list of them; each agent's actor sees only its own observation, actions "
+                        "are mapped onto each agent's Box bounds (docs/own_environment.md)")
+    p.add_argument("--reference-random", type=float, metavar="R",
+                   help="with --env: the return of a random policy, for a normalized score "
+                        "(with --reference-expert; without both, returns are reported raw)")
+    p.add_argument("--reference-expert", type=float, metavar="R",
+                   help="with --env: the return of an expert policy (normalized score 100)")
+    p.add_argument("--team-return", choices=TEAM_RETURNS, default="mean",
+                   help="with --env: an episode's return sums over steps the mean (or the sum) "
+                        "of the agents' rewards")
+    p.add_argument("--max-steps", type=int, default=MAX_STEPS,
+                   help="with --env: an episode still running after this many steps is an error")
     p.add_argument("--episodes", type=int,
                    help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
                         f"--behaviour {default_episodes('spread')} on MPE, "
                         f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
     p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
-                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100))")
+                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100); "
+                                            "with --env 1, episodes one after another)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the first round of episodes (with --behaviour also of its rows "
                         "and samples)")
@@ -455,6 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON output (default RUN/evaluation.json, with --behaviour "
                                  "RUN/behaviour_report.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    from scoredec.export import FORMATS
+    p = sub.add_parser("export", formatter_class=_formatter,
+                       help="write each agent's actor as an ONNX or TorchScript file",
+                       description="One file per agent (obs [batch, obs_dim] float32 -> action "
+                                   "[batch, act_dim] in [-1, 1], input normalization included) "
+                                   "and actors.json describing them, for decentralized "
+                                   "deployment; the files are checked against the PyTorch "
+                                   "actors on random observations. ONNX needs "
+                                   "scoredec[export].")
+    p.add_argument("run", help="run directory with actors.safetensors")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS), help="file format")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", formatter_class=_formatter,
                        help="draw joint actions from a run's behaviour model",
@@ -471,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: make, inspect, import",
-                       description="Inspect and import datasets in the scoredec HDF5 schema.")
+                       description="Make, inspect and import datasets in the scoredec HDF5 format "
+                                   "(docs/dataset_schema.md).")
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
                         description="Prints the card next to the file (FILE.card.json), or "

@@ -177,7 +177,7 @@ class OpenRun:
     path: Path
     run: RunDir
     data: OfflineData
-    origin: dict          # {"data": absolute path, "env_id": ...}, saved with the products
+    origin: dict          # {"data": absolute path, "env_id", "agent_names"}, saved with the products
     device: torch.device
 
 
@@ -188,7 +188,8 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     data_abs = str(Path(data_path).resolve())
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
     data = OfflineData.from_dataset(dataset, device=device)
-    return OpenRun(Path(run_path), run, data, {"data": data_abs, "env_id": dataset.env_id}, device)
+    origin = {"data": data_abs, "env_id": dataset.env_id, "agent_names": list(dataset.agent_names)}
+    return OpenRun(Path(run_path), run, data, origin, device)
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:

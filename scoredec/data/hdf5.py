@@ -1,4 +1,4 @@
-"""The on-disk dataset format: one HDF5 file per dataset (DESIGN.md section 3).
+"""The on-disk dataset format: one HDF5 file per dataset (docs/dataset_schema.md).
 
 Layout (schema version 1)::
 

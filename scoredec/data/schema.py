@@ -1,4 +1,4 @@
-"""The in-memory multi-agent dataset and its validation (DESIGN.md section 3).
+"""The in-memory multi-agent dataset and its validation (docs/dataset_schema.md).
 
 All agents' transitions at one timestep form one row. Agents with different observation or
 action widths are padded to the widest; ``obs_dims`` / ``act_dims`` give the true widths, and
