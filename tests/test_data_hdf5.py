@@ -68,10 +68,11 @@ def test_round_trip_without_state_or_references(tmp_path):
     assert back.equals(ds) and back.state is None and back.reference_returns is None
 
 
-def test_empty_dataset_round_trips(tmp_path):
-    ds = make(T=0)
-    write_dataset(tmp_path / "d.h5", ds)
-    assert read_dataset(tmp_path / "d.h5").equals(ds)
+def test_empty_dataset_is_refused_and_not_written(tmp_path):
+    # Nothing can be learned from or described by zero rows: refused on write as on read.
+    with pytest.raises(DatasetError, match=r"d\.h5: field 'observations': has no rows"):
+        write_dataset(tmp_path / "d.h5", make(T=0))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_converts_float64_and_int_flags(tmp_path):
