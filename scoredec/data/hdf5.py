@@ -85,19 +85,21 @@ def _write_array(f: h5py.File, name: str, array: np.ndarray, compression: str | 
 
 
 def write_dataset(
-    path: str | os.PathLike, ds: MultiAgentDataset, *, compression: str | None = "gzip"
+    path: str | os.PathLike, ds: MultiAgentDataset, *, compression: str | None = "gzip",
+    limit: float | None = None,
 ) -> None:
     """Validate ``ds`` and write it to ``path`` (HDF5) atomically.
 
     Floating arrays of any precision are stored as float32, 0/1 integer flags as bool.
-    ``compression`` is one of None, "gzip", "lzf". An existing file at ``path`` is replaced
-    only once the new one is complete.
+    ``compression`` is one of None, "gzip", "lzf". ``limit``: the value limit of validation
+    (default: schema.value_limit()). An existing file at ``path`` is replaced only once the
+    new one is complete.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     source = str(path)
     ds = ds.with_storage_dtypes(source)
-    ds.validate(source)
+    ds.validate(source, limit=limit)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, array in ds.arrays().items():
@@ -136,9 +138,11 @@ def _attr(f: h5py.File, name: str, source: str) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    if isinstance(value, str):
         try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
+            value.encode("utf-8")   # h5py keeps undecodable bytes as lone surrogates
+        except UnicodeEncodeError:
             raise DatasetError(source, name, "attribute is not UTF-8 text") from None
     return value
 

@@ -76,6 +76,14 @@ def _where(index: tuple[int, ...], field: str = "") -> str:
     return ", ".join(f"{axis} {int(i)}" for axis, i in zip(axes, index))
 
 
+def _finite(v: int | float) -> bool:
+    """math.isfinite that says False for an int too large for a float instead of raising."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 @dataclass(eq=False)
 class MultiAgentDataset:
     """Transitions of n agents.
@@ -162,7 +170,7 @@ class MultiAgentDataset:
                 continue  # validate() reports it
             if kind == "float" and np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32:
                 changes[name] = a.astype(np.float32)
-            elif kind == "bool" and a.dtype != np.bool_:
+            elif kind == "bool" and a.dtype != np.bool_ and a.ndim == 1:   # validate() names other shapes
                 if not np.issubdtype(a.dtype, np.integer):
                     raise DatasetError(source, name, f"expected bool flags, got dtype {a.dtype}")
                 bad = np.flatnonzero((a != 0) & (a != 1))
@@ -265,6 +273,8 @@ class MultiAgentDataset:
                 raise DatasetError(source, name, f"expected a non-empty string, got {value!r}")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise DatasetError(source, "seed", f"expected an int, got {self.seed!r}")
+        if not -2**63 <= int(self.seed) < 2**63:
+            raise DatasetError(source, "seed", f"{self.seed} does not fit the stored int64")
         ref = self.reference_returns
         if ref is not None:
             if not isinstance(ref, dict) or not {"random", "expert"} <= set(ref):
@@ -278,7 +288,7 @@ class MultiAgentDataset:
                     not isinstance(k, str)
                     or isinstance(v, bool)
                     or not isinstance(v, (int, float))
-                    or not math.isfinite(v)
+                    or not _finite(v)
                 ):
                     raise DatasetError(
                         source, "reference_returns", f"entry {k!r} must be a finite number, got {v!r}"
