@@ -62,8 +62,8 @@ class FieldError(ValueError):
     the field; loading adds the section's dotted prefix and the file."""
 
     def __init__(self, field: str, text: str) -> None:
-        super().__init__(text)
-        self.field = field
+        super().__init__(f"{field} {text}")   # read on its own, e.g. when built in code
+        self.field, self.text = field, text
 
 
 _MISSING = dataclasses.MISSING
@@ -316,7 +316,7 @@ def _from_dict(cls: type, data: Any, *, where: str, prefix: str) -> Any:
     try:
         return cls(**kwargs)
     except FieldError as e:
-        raise ConfigError(_msg(where, f"{prefix}{e.field}", str(e))) from None
+        raise ConfigError(_msg(where, f"{prefix}{e.field}", e.text)) from None
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
@@ -586,7 +586,7 @@ def apply_arguments(cfg: Any, namespace: argparse.Namespace, prefix: str = "") -
     try:
         return dataclasses.replace(cfg, **changes)
     except FieldError as e:
-        raise ConfigError(_msg("command line", f"{prefix}{e.field}", str(e))) from None
+        raise ConfigError(_msg("command line", f"{prefix}{e.field}", e.text)) from None
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
