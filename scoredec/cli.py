@@ -36,6 +36,26 @@ def _formatter(prog):
     return _DefaultsFormatter(prog, max_help_position=40, width=100)
 
 
+def _int_at_least(low: int):
+    """argparse type: an int >= low (a count of 0 would give empty statistics, not an error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def _output_file(path: str | None, flag: str) -> None:
+    """Refuse an output path that is a directory before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"{flag} {path}: is a directory; give a file path in it")
+
+
 # --------------------------------------------------------------------------- bandit
 
 def cmd_bandit(args) -> int:
@@ -100,6 +120,7 @@ def cmd_evaluate(args) -> int:
         return cmd_evaluate_behaviour(args)
     if args.data:
         raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
+    _output_file(args.out, "--out")
     if args.env:
         return cmd_evaluate_env(args)
     if args.reference_random is not None or args.reference_expert is not None:
@@ -157,6 +178,7 @@ def cmd_evaluate_behaviour(args) -> int:
     from scoredec.io import atomic_write_json
     from scoredec.pipeline import load_product, product_stem, resolve_device
 
+    _output_file(args.out, "--out")
     run = Path(args.run)
     stem = product_stem(run, "behavior")
     if not is_complete(stem):
@@ -212,6 +234,7 @@ def cmd_sample(args) -> int:
     from scoredec.io import atomic_output
     from scoredec.pipeline import load_product, resolve_device
 
+    _output_file(args.out, "--out")
     device = resolve_device(args.device)
     product = load_product(Path(args.run), "behavior", device)
     behavior, spec, cfg = product.module, product.spec, product.config
@@ -252,6 +275,7 @@ def cmd_data_import_omar(args) -> int:
     from scoredec.data.card import write_card
     from scoredec.data.omar import omar_to_hdf5
 
+    _output_file(args.out, "--out")
     ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
     paths = write_card(ds, args.out)
     print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents) and "
@@ -263,6 +287,7 @@ def cmd_data_make(args) -> int:
     from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
     from scoredec.datagen.factory import make_dataset_file
 
+    _output_file(args.out, "--out")
     start = time.perf_counter()
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
                            seed=args.seed, progress=not args.quiet)
@@ -467,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
     p.add_argument("--resume", action="store_true",
                    help="continue stages from their last checkpoint (exactly)")
-    p.add_argument("--budget", type=int, help="stop after this many optimizer steps (resume later)")
+    p.add_argument("--budget", type=_int_at_least(1),
+                   help="stop after this many optimizer steps (resume later)")
     add_config_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
@@ -503,23 +529,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team-return", choices=TEAM_RETURNS, default="mean",
                    help="with --env: an episode's return sums over steps the mean (or the sum) "
                         "of the agents' rewards")
-    p.add_argument("--max-steps", type=int, default=MAX_STEPS,
+    p.add_argument("--max-steps", type=_int_at_least(1), default=MAX_STEPS,
                    help="with --env: an episode still running after this many steps is an error")
-    p.add_argument("--episodes", type=int,
+    p.add_argument("--episodes", type=_int_at_least(1),
                    help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
                         f"--behaviour {default_episodes('spread')} on MPE, "
                         f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
-    p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
+    p.add_argument("--envs", type=_int_at_least(1), help=f"environments stepped in parallel (when not given: "
                                             f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100); "
                                             "with --env 1, episodes one after another)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the first round of episodes (with --behaviour also of its rows "
                         "and samples)")
     p.add_argument("--data", help="with --behaviour: the dataset whose rows it is judged on "
                                   "(default: the run's)")
-    p.add_argument("--rows", type=int, default=REPORT_ROWS,
+    p.add_argument("--rows", type=_int_at_least(1), default=REPORT_ROWS,
                    help="with --behaviour: dataset rows of the error and spread tables")
-    p.add_argument("--samples", type=int, default=REPORT_SAMPLES,
+    p.add_argument("--samples", type=_int_at_least(2), default=REPORT_SAMPLES,
                    help="with --behaviour: samples per observation for the within-observation "
                         "spread")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
@@ -547,10 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    ", ... on observations drawn from a dataset.")
     p.add_argument("run", help="run directory with behavior.safetensors")
     p.add_argument("--data", help="dataset whose observations condition the samples (default: the run's)")
-    p.add_argument("--count", type=int, default=1000, help="joint samples")
-    p.add_argument("--steps", type=int, help="solver steps per agent (default: the run's config)")
+    p.add_argument("--count", type=_int_at_least(1), default=1000, help="joint samples")
+    p.add_argument("--steps", type=_int_at_least(1),
+                   help="solver steps per agent (default: the run's config)")
     p.add_argument("--solver", choices=SOLVERS, help="solver (default: the run's config)")
-    p.add_argument("--seed", type=int, default=0, help="seed of observations and noise")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of observations and noise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
     p.set_defaults(func=cmd_sample)
@@ -587,10 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "`scoredec data train-behaviour TASK` first)")
     q.add_argument("quality", choices=QUALITIES, help="behaviour policy level")
     q.add_argument("--out", required=True, help="output dataset file (.h5)")
-    q.add_argument("--episodes", type=int,
+    q.add_argument("--episodes", type=_int_at_least(1),
                    help="25-step episodes; None = the quality's size (" + ", ".join(
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
-    q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every random draw")
     q.set_defaults(func=cmd_data_make)
     q = data.add_parser("train-behaviour", formatter_class=_formatter,
                         help="train MaMuJoCo behaviour policies online (TD3), resumable",
@@ -599,9 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "$SCOREDEC_CACHE/behaviour/TASK/ (default ~/.cache/scoredec).")
     q.add_argument("task", choices=MAMUJOCO_TASKS, help="MaMuJoCo layout")
     q.add_argument("--out", help="checkpoint directory (default: the cache's TASK/train)")
-    q.add_argument("--total-steps", type=int, default=1_000_000, help="env steps of the whole run")
-    q.add_argument("--budget-steps", type=int, help="stop this call after N more steps (resume later)")
-    q.add_argument("--seed", type=int, default=0, help="run seed")
+    q.add_argument("--total-steps", type=_int_at_least(1), default=1_000_000,
+                   help="env steps of the whole run")
+    q.add_argument("--budget-steps", type=_int_at_least(1),
+                   help="stop this call after N more steps (resume later)")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="run seed")
     q.set_defaults(func=cmd_data_train_behaviour)
 
     p = sub.add_parser("bench", formatter_class=_formatter,
@@ -661,8 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors that are the user's input, not a bug: one line, no traceback (unless --traceback).
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+# Errors that are the user's input or the file system's answer, not a bug: one line, no
+# traceback (unless --traceback). OSError covers a path that is a directory, a full disk, a
+# permission; its message names the path.
+USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError)
 
 
 def main(argv: list[str] | None = None) -> int:
