@@ -36,6 +36,26 @@ def _formatter(prog):
     return _DefaultsFormatter(prog, max_help_position=40, width=100)
 
 
+def _int_at_least(low: int):
+    """argparse type: an int >= low (a count of 0 would give empty statistics, not an error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def _output_file(path: str | None, flag: str) -> None:
+    """Refuse an output path that is a directory before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"{flag} {path}: is a directory; give a file path in it")
+
+
 # --------------------------------------------------------------------------- bandit
 
 def cmd_bandit(args) -> int:
@@ -195,9 +215,18 @@ def cmd_evaluate(args) -> int:
     from scoredec.rollout import evaluate
 
     if args.behaviour:
+        if args.env:
+            raise ValueError("--behaviour judges the behaviour model on a built-in task; --env "
+                             "evaluates the actors on your environment: pass one")
         return cmd_evaluate_behaviour(args)
     if args.data:
         raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
+    _output_file(args.out, "--out")
+    if args.env:
+        return cmd_evaluate_env(args)
+    if args.reference_random is not None or args.reference_expert is not None:
+        raise ValueError("--reference-random/--reference-expert go with --env (the built-in tasks "
+                         "have their own reference returns)")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
     env_id = args.task or meta.get("env_id")
@@ -217,6 +246,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_env(args) -> int:
+    """`evaluate RUN --env MODULE:FACTORY`: decentralized rollout on the user's PettingZoo env."""
+    from scoredec.evaluation import describe_result, evaluate_env
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import resolve_device
+
+    if args.task:
+        raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    refs = (args.reference_random, args.reference_expert)
+    if (refs[0] is None) != (refs[1] is None):
+        raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "
+                         "returns)")
+    reference = None if refs[0] is None else {"random": refs[0], "expert": refs[1]}
+    result = evaluate_env(args.run, args.env, episodes=EVALUATE_EPISODES if args.episodes is None
+                          else args.episodes, num_envs=1 if args.envs is None else args.envs,
+                          seed=args.seed, device=resolve_device(args.device),
+                          reference_returns=reference, team_return=args.team_return,
+                          max_steps=args.max_steps)
+    result["run"] = str(args.run)
+    print(describe_result(result, args.env))
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_evaluate_behaviour(args) -> int:
     """`evaluate RUN --behaviour`: the stage-1 report of the run's behaviour model."""
     from scoredec.behaviour_report import behaviour_report, render_report
@@ -224,6 +279,7 @@ def cmd_evaluate_behaviour(args) -> int:
     from scoredec.io import atomic_write_json
     from scoredec.pipeline import load_product, product_stem, resolve_device
 
+    _output_file(args.out, "--out")
     run = Path(args.run)
     stem = product_stem(run, "behavior")
     if not is_complete(stem):
@@ -248,6 +304,26 @@ def cmd_evaluate_behaviour(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+
+def cmd_export(args) -> int:
+    from scoredec.export import export_run
+
+    doc = export_run(args.run, args.format, args.out)
+    for agent in doc["agents"]:
+        print(f"agent {agent['index']} {agent['name']}: {Path(args.out) / agent['file']} "
+              f"(obs [batch, {agent['input']['shape'][1]}] -> action [batch, "
+              f"{agent['output']['shape'][1]}] in [-1, 1])")
+    parity = doc["parity"]
+    if parity["checked"]:
+        print(f"parity with the PyTorch actors: max |difference| {parity['max_abs_error']:.1e} "
+              f"on {parity['rows']} random observations (tolerance {parity['tolerance']:g})")
+    else:
+        print(f"parity not checked: {parity['reason']}")
+    print(f"wrote {Path(args.out) / 'actors.json'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- sample
 
 def cmd_sample(args) -> int:
@@ -259,6 +335,7 @@ def cmd_sample(args) -> int:
     from scoredec.io import atomic_output
     from scoredec.pipeline import load_product, resolve_device
 
+    _output_file(args.out, "--out")
     device = resolve_device(args.device)
     product = load_product(Path(args.run), "behavior", device)
     behavior, spec, cfg = product.module, product.spec, product.config
@@ -304,6 +381,7 @@ def cmd_data_import_omar(args) -> int:
     from scoredec.data.card import write_card
     from scoredec.data.omar import omar_to_hdf5
 
+    _output_file(args.out, "--out")
     ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
     paths = write_card(ds, args.out)
     print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents) and "
@@ -315,6 +393,7 @@ def cmd_data_make(args) -> int:
     from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
     from scoredec.datagen.factory import make_dataset_file
 
+    _output_file(args.out, "--out")
     start = time.perf_counter()
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
                            seed=args.seed, progress=not args.quiet)
@@ -556,19 +635,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                    "--help`.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs (a baseline: all)")
-    p.add_argument("--data", required=True, help="dataset file (.h5, scoredec schema)")
+    p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--config", help="YAML file of the method's config (TrainConfig for the OMSD "
                                     "family and BC; see configs/, e.g. configs/cpu.yaml)")
     p.add_argument("--resume", action="store_true",
                    help="continue stages from their last checkpoint (exactly)")
-    p.add_argument("--budget", type=int, help="stop after this many optimizer steps (resume later)")
+    p.add_argument("--budget", type=_int_at_least(1),
+                   help="stop after this many optimizer steps (resume later)")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the timing probe that estimates the run's duration first")
-    p.add_argument("--eval-every", type=int, default=0, metavar="K",
+    p.add_argument("--eval-every", type=_int_at_least(0), default=0, metavar="K",
                    help="evaluate the actors every K actor steps (normalized score to "
                         "TensorBoard eval/ and metrics.jsonl; changes no trained number); 0 = off")
-    p.add_argument("--eval-episodes", type=int, default=PeriodicEval.episodes, metavar="N",
+    p.add_argument("--eval-episodes", type=_int_at_least(1), default=PeriodicEval.episodes, metavar="N",
                    help="episodes of each evaluation during training (the same ones each time)")
     p.add_argument("--wandb", nargs="?", const="auto", choices=("auto", "online", "offline"),
                    help="also log to Weights & Biases (optional extra: pip install "
@@ -604,20 +684,37 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "t and sample spread vs the data, per agent; writes "
                         "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the dataset's)")
-    p.add_argument("--episodes", type=int,
+    from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
+    p.add_argument("--env", metavar="MODULE:FACTORY",
+                   help="your own environment instead of a built-in task: a function (in an "
+                        "importable module or FILE.py) returning a PettingZoo ParallelEnv or a "
+                        "list of them; each agent's actor sees only its own observation, actions "
+                        "are mapped onto each agent's Box bounds (docs/own_environment.md)")
+    p.add_argument("--reference-random", type=float, metavar="R",
+                   help="with --env: the return of a random policy, for a normalized score "
+                        "(with --reference-expert; without both, returns are reported raw)")
+    p.add_argument("--reference-expert", type=float, metavar="R",
+                   help="with --env: the return of an expert policy (normalized score 100)")
+    p.add_argument("--team-return", choices=TEAM_RETURNS, default="mean",
+                   help="with --env: an episode's return sums over steps the mean (or the sum) "
+                        "of the agents' rewards")
+    p.add_argument("--max-steps", type=_int_at_least(1), default=MAX_STEPS,
+                   help="with --env: an episode still running after this many steps is an error")
+    p.add_argument("--episodes", type=_int_at_least(1),
                    help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
                         f"--behaviour {default_episodes('spread')} on MPE, "
                         f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
-    p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
-                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100))")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--envs", type=_int_at_least(1), help=f"environments stepped in parallel (when not given: "
+                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100); "
+                                            "with --env 1, episodes one after another)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the first round of episodes (with --behaviour also of its rows "
                         "and samples)")
     p.add_argument("--data", help="with --behaviour: the dataset whose rows it is judged on "
                                   "(default: the run's)")
-    p.add_argument("--rows", type=int, default=REPORT_ROWS,
+    p.add_argument("--rows", type=_int_at_least(1), default=REPORT_ROWS,
                    help="with --behaviour: dataset rows of the error and spread tables")
-    p.add_argument("--samples", type=int, default=REPORT_SAMPLES,
+    p.add_argument("--samples", type=_int_at_least(2), default=REPORT_SAMPLES,
                    help="with --behaviour: samples per observation for the within-observation "
                         "spread")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
@@ -625,22 +722,38 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                  "RUN/behaviour_report.json)")
     p.set_defaults(func=cmd_evaluate)
 
+    from scoredec.export import FORMATS
+    p = sub.add_parser("export", formatter_class=_formatter,
+                       help="write each agent's actor as an ONNX or TorchScript file",
+                       description="One file per agent (obs [batch, obs_dim] float32 -> action "
+                                   "[batch, act_dim] in [-1, 1], input normalization included) "
+                                   "and actors.json describing them, for decentralized "
+                                   "deployment; the files are checked against the PyTorch "
+                                   "actors on random observations. ONNX needs "
+                                   "scoredec[export].")
+    p.add_argument("run", help="run directory with actors.safetensors")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS), help="file format")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("sample", formatter_class=_formatter,
                        help="draw joint actions from a run's behaviour model",
                        description="Sequential ancestral sampling a_0 ~ mu_0(.|o_0), a_1 ~ mu_1(.|o_1, a_0)"
                                    ", ... on observations drawn from a dataset.")
     p.add_argument("run", help="run directory with behavior.safetensors")
     p.add_argument("--data", help="dataset whose observations condition the samples (default: the run's)")
-    p.add_argument("--count", type=int, default=1000, help="joint samples")
-    p.add_argument("--steps", type=int, help="solver steps per agent (default: the run's config)")
+    p.add_argument("--count", type=_int_at_least(1), default=1000, help="joint samples")
+    p.add_argument("--steps", type=_int_at_least(1),
+                   help="solver steps per agent (default: the run's config)")
     p.add_argument("--solver", choices=SOLVERS, help="solver (default: the run's config)")
-    p.add_argument("--seed", type=int, default=0, help="seed of observations and noise")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of observations and noise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: make, inspect, import",
-                       description="Inspect and import datasets in the scoredec HDF5 schema.")
+                       description="Make, inspect and import datasets in the scoredec HDF5 format "
+                                   "(docs/dataset_schema.md).")
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
                         description="Prints the card next to the file (FILE.card.json), or "
@@ -670,10 +783,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "`scoredec data train-behaviour TASK` first)")
     q.add_argument("quality", choices=QUALITIES, help="behaviour policy level")
     q.add_argument("--out", required=True, help="output dataset file (.h5)")
-    q.add_argument("--episodes", type=int,
+    q.add_argument("--episodes", type=_int_at_least(1),
                    help="25-step episodes; None = the quality's size (" + ", ".join(
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
-    q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every random draw")
     q.set_defaults(func=cmd_data_make)
     q = data.add_parser("train-behaviour", formatter_class=_formatter,
                         help="train MaMuJoCo behaviour policies online (TD3), resumable",
@@ -682,9 +795,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                     "$SCOREDEC_CACHE/behaviour/TASK/ (default ~/.cache/scoredec).")
     q.add_argument("task", choices=MAMUJOCO_TASKS, help="MaMuJoCo layout")
     q.add_argument("--out", help="checkpoint directory (default: the cache's TASK/train)")
-    q.add_argument("--total-steps", type=int, default=1_000_000, help="env steps of the whole run")
-    q.add_argument("--budget-steps", type=int, help="stop this call after N more steps (resume later)")
-    q.add_argument("--seed", type=int, default=0, help="run seed")
+    q.add_argument("--total-steps", type=_int_at_least(1), default=1_000_000,
+                   help="env steps of the whole run")
+    q.add_argument("--budget-steps", type=_int_at_least(1),
+                   help="stop this call after N more steps (resume later)")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="run seed")
     q.set_defaults(func=cmd_data_train_behaviour)
 
     p = sub.add_parser("bench", formatter_class=_formatter,
@@ -739,7 +854,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "instead of the preset's tasks and qualities; cells are named "
                         "METHOD__ENV__STEM__sSEED (ENV: the dataset's environment, STEM: the "
                         "file's name without .h5), trained with the preset's sizes")
-    p.add_argument("--eval-every", type=int, default=0, metavar="K",
+    p.add_argument("--eval-every", type=_int_at_least(0), default=0, metavar="K",
                    help="evaluate each cell's actors every K actor steps during training: the "
                         "cells' eval_curve and the curves plot (score vs steps); 0 = off")
     p.add_argument("--no-estimate", action="store_true", help="skip the timing probe")
@@ -754,8 +869,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# Errors that are the user's input, not a bug: one line, no traceback (unless --traceback).
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+# Errors that are the user's input or the file system's answer, not a bug: one line, no
+# traceback (unless --traceback). OSError covers a path that is a directory, a full disk, a
+# permission; its message names the path.
+USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError)
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, what shells report for a job stopped by Ctrl-C."""
@@ -812,6 +929,8 @@ def _main(argv: list[str]) -> int:
     try:
         set_log_interval(args.progress_every)
         return args.func(args)
+    except BrokenPipeError:   # an OSError, but no user error: main() ends quietly
+        raise
     except USER_ERRORS as err:
         if args.traceback:
             raise
