@@ -246,10 +246,12 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
 def data_origin(dataset, data_abs: str) -> dict:
     """What a run's products record of their dataset so that `evaluate`, `sample` and the suite
     rebuild the environment it came from and score against its references: the file, env_id,
-    the agent names, the entity counts (dataset.scenario: {"n_agents": n, ...}) and the
+    the agent names, the entity counts ({"n_agents": n, "n_landmarks": n, ...}) and the
     reference returns."""
+    from scoredec.envs.scenario import dataset_scenario
+
     return {"data": data_abs, "env_id": dataset.env_id, "agent_names": list(dataset.agent_names),
-            "scenario": dataset.scenario, "reference_returns": dataset.reference_returns}
+            "scenario": dataset_scenario(dataset), "reference_returns": dataset.reference_returns}
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:

@@ -20,7 +20,7 @@ from scoredec.datagen.factory import make_dataset
 from scoredec.envs import make_env
 from scoredec.envs.mpe import REFERENCE_RETURNS
 from scoredec.envs.mpe.references import measure_spread_references, spread_reference_returns
-from scoredec.envs.scenario import check_agents, reference_returns
+from scoredec.envs.scenario import check_agents, dataset_scenario, reference_returns
 from scoredec.layout import AgentSpec
 from scoredec.rollout import evaluate, trained_env
 from scoredec.suite.grid import split_task, task_label
@@ -162,6 +162,10 @@ def test_three_agent_data_is_unchanged_and_older_files_read_as_what_they_have(tm
     path = tmp_path / "old.h5"
     write_dataset(path, default)
     assert read_dataset(path).scenario == {"n_agents": 3}
+    assert dataset_scenario(read_dataset(path)) == {"n_agents": 3, "n_landmarks": 3}
+    tag = make_dataset("tag", "random", episodes=2, seed=3, progress=False)
+    assert dataset_scenario(tag) == {"n_agents": 3, "n_adversaries": 3, "n_good": 1,
+                                     "n_landmarks": 2}
     four = make_dataset("spread", "random", episodes=2, seed=3, progress=False, n_agents=4)
     bad = dataclasses.replace(four, attrs={**four.attrs, "scenario": {"n_agents": 3}})
     with pytest.raises(DatasetError, match=r"field 'attrs': 'scenario' says n_agents 3, "

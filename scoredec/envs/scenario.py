@@ -22,8 +22,8 @@ from scoredec.envs import MAMUJOCO_TASKS, MPE_TASKS
 from scoredec.envs.mpe.experts import SPREAD_EXPERT_AGENTS
 
 __all__ = ["MPE_DEFAULT_AGENTS", "SPREAD_AGENTS", "canonical_task", "default_agents",
-           "check_agents", "scenario_counts", "env_kwargs", "reference_returns",
-           "reference_measurement"]
+           "check_agents", "scenario_counts", "dataset_scenario", "env_kwargs",
+           "reference_returns", "reference_measurement"]
 
 MPE_DEFAULT_AGENTS = 3
 """Learned agents of spread, tag and world unless asked otherwise (the literature's setting)."""
@@ -93,6 +93,19 @@ def scenario_counts(env_id: str, n_agents: int) -> dict[str, int]:
         return {"n_agents": n_agents, "n_adversaries": 3, "n_good": 1, "n_landmarks": 5,
                 "n_obstacles": 1, "n_food": 2, "n_forests": 2}
     return {"n_agents": n_agents}
+
+
+def dataset_scenario(ds) -> dict[str, int]:
+    """A dataset's entity counts: what it recorded (attrs["scenario"]), else its task's counts
+    at its agent count (3-agent MPE files record nothing, so that their bytes stay as they
+    were), else {"n_agents": n} (a task this package does not know, or a count it does not
+    make, such as tag imported with its prey)."""
+    if isinstance(ds.attrs.get("scenario"), dict):
+        return ds.scenario
+    task, n = canonical_task(ds.env_id), ds.n_agents
+    if task == "spread" or (task in MPE_TASKS and n == default_agents(task)):
+        return scenario_counts(task, n)
+    return {"n_agents": n}
 
 
 def env_kwargs(env_id: str, n_agents: int | None) -> dict:
