@@ -152,6 +152,9 @@ def cmd_evaluate_env(args) -> int:
 
     if args.task:
         raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    if args.agents is not None:
+        raise ValueError("--agents goes with a built-in task; --env brings your own environment "
+                         "with its own agents")
     refs = (args.reference_random, args.reference_expert)
     if (refs[0] is None) != (refs[1] is None):
         raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "

@@ -220,3 +220,12 @@ def test_suite_labels_and_refusals(tmp_path, capsys):
                  "--root", str(tmp_path)]) == 2
     assert "tag has exactly 3 learned predators" in _one_line_error(capsys)
     assert not (tmp_path / "cells").exists()
+
+
+def test_the_pettingzoo_view_carries_the_references_of_its_count():
+    pytest.importorskip("pettingzoo")
+    from scoredec.envs.pettingzoo_mpe import MPEParallelEnv
+
+    assert MPEParallelEnv("spread", n_agents=4).reference_returns == spread_reference_returns(4)[0]
+    assert MPEParallelEnv("spread").reference_returns == REFERENCE_RETURNS["spread"]
+    assert MPEParallelEnv("spread", n_agents=8).reference_returns is None   # no expert beyond 6
