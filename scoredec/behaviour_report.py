@@ -146,14 +146,16 @@ def _data_rows(data) -> tuple[Tensor, Tensor]:
 def behaviour_report(behavior, data, env_id: str, *, episodes: int | None = None,
                      num_envs: int | None = None, seed: int = 0, rows: int = REPORT_ROWS,
                      within_rows: int = REPORT_WITHIN_ROWS, samples: int = REPORT_SAMPLES,
-                     levels=NOISE_LEVELS, device: str | torch.device = "cpu") -> dict:
+                     levels=NOISE_LEVELS, device: str | torch.device = "cpu",
+                     env_kwargs: dict | None = None, reference_returns: dict | None = None) -> dict:
     """Judge a trained behaviour model (scoredec.behavior.BehaviorModel) as a policy.
 
     data: the dataset it was trained on (file path, MultiAgentDataset or OfflineData);
     env_id: its environment; episodes: closed-loop episodes (default: default_episodes);
     num_envs: environments stepped at once (default: min(episodes, 100)); seed: the closed
     loop's first environment seed (scoredec.rollout.evaluate's) and the seed of every draw;
-    rows: dataset rows of the denoising and spread tables (drawn once with the seed).
+    rows: dataset rows of the denoising and spread tables (drawn once with the seed);
+    env_kwargs, reference_returns: the run's environment (scoredec.rollout.TrainedEnv).
     Returns {"mode", "seed", "closed_loop": evaluate's dict (return_mean/std, normalized_mean/
     std when the env has references, returns), "denoising": denoising_by_noise_level's rows,
     "spread": sample_spread's dict, "seconds"}."""
@@ -176,7 +178,8 @@ def behaviour_report(behavior, data, env_id: str, *, episodes: int | None = None
     with eval_mode(behavior):
         gen = _generator(seed, _ROLLOUT, device)
         closed = evaluate(lambda o: behavior.sample(o, generator=gen), env_id, episodes=episodes,
-                          num_envs=num_envs, seed=seed, device=device)
+                          num_envs=num_envs, seed=seed, device=device, env_kwargs=env_kwargs,
+                          reference_returns=reference_returns, spec=behavior.spec)
         denoising = denoising_by_noise_level(behavior, obs, act, _generator(seed, _NOISE, device),
                                              levels)
         spread = sample_spread(behavior, obs, act, _generator(seed, _SAMPLES, device),
@@ -191,8 +194,11 @@ def behaviour_report(behavior, data, env_id: str, *, episodes: int | None = None
 def render_report(report: dict) -> str:
     """A short readable summary of behaviour_report's dict (what `scoredec evaluate --behaviour`
     prints)."""
+    from scoredec.rollout import env_label
+
     c, sp = report["closed_loop"], report["spread"]
-    who = f"{c['env']} {report['method']}" if "method" in report else c["env"]
+    env = env_label(c["env"], (c.get("env_kwargs") or {}).get("n_agents"))
+    who = f"{env} {report['method']}" if "method" in report else env
     line = (f"{who}: {report['mode']} behaviour model sampled as a centralized policy: "
             f"return {c['return_mean']:.3f} ± {c['return_std']:.3f}")
     if "normalized_mean" in c:

@@ -212,7 +212,7 @@ def _widen_method_choices(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args) -> int:
     from scoredec.io import atomic_write_json
     from scoredec.pipeline import load_actors, resolve_device
-    from scoredec.rollout import evaluate
+    from scoredec.rollout import evaluate, trained_env
 
     if args.behaviour:
         if args.env:
@@ -229,14 +229,13 @@ def cmd_evaluate(args) -> int:
                          "have their own reference returns)")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
-    env_id = args.task or meta.get("env_id")
-    if not env_id:
-        raise ValueError("the run does not record its environment: pass --task")
+    target = trained_env(meta, task=args.task, n_agents=args.agents, where=f"run {args.run}")
     episodes = EVALUATE_EPISODES if args.episodes is None else args.episodes
     envs = EVALUATE_ENVS if args.envs is None else args.envs
-    result = evaluate(actors, env_id, episodes, envs, args.seed, device)
+    result = evaluate(actors, episodes=episodes, num_envs=envs, seed=args.seed, device=device,
+                      **target.evaluate_kwargs())
     method = result["method"] = meta.get("config", {}).get("method", meta.get("method", "?"))
-    line = f"{env_id} {method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
+    line = f"{target.label} {method}: return {result['return_mean']:.3f} +- {result['return_std']:.3f}"
     if "normalized_mean" in result:
         line += f", normalized {result['normalized_mean']:.1f} +- {result['normalized_std']:.1f}"
     print(line + f" over {result['episodes']} episodes")
@@ -254,6 +253,9 @@ def cmd_evaluate_env(args) -> int:
 
     if args.task:
         raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    if args.agents is not None:
+        raise ValueError("--agents goes with a built-in task; --env brings your own environment "
+                         "with its own agents")
     refs = (args.reference_random, args.reference_expert)
     if (refs[0] is None) != (refs[1] is None):
         raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "
@@ -278,6 +280,7 @@ def cmd_evaluate_behaviour(args) -> int:
     from scoredec.checkpoint import is_complete
     from scoredec.io import atomic_write_json
     from scoredec.pipeline import load_product, product_stem, resolve_device
+    from scoredec.rollout import trained_env
 
     _output_file(args.out, "--out")
     run = Path(args.run)
@@ -287,14 +290,15 @@ def cmd_evaluate_behaviour(args) -> int:
                                 "BC and the baselines train none)")
     device = resolve_device(args.device)
     product = load_product(run, "behavior", device)
-    env_id = args.task or product.meta.get("env_id")
+    target = trained_env(product.meta, task=args.task, n_agents=args.agents, where=f"run {run}")
     data = args.data or product.meta.get("data")
-    if not env_id or not data:
-        raise ValueError(f"{stem}.json does not record its environment and dataset: pass --task "
-                         "and --data")
-    report = behaviour_report(product.module, data, env_id, episodes=args.episodes,
+    if not data:
+        raise ValueError(f"{stem}.json does not record its dataset: pass --data")
+    report = behaviour_report(product.module, data, target.env_id, episodes=args.episodes,
                               num_envs=args.envs, seed=args.seed, rows=args.rows,
-                              samples=args.samples, device=device)
+                              samples=args.samples, device=device,
+                              env_kwargs=target.env_kwargs,
+                              reference_returns=target.reference_returns)
     report["run"], report["data"] = str(run), str(data)
     report["method"] = product.meta.get("config", {}).get("method", "?")
     print(render_report(report))
@@ -343,6 +347,10 @@ def cmd_sample(args) -> int:
     if not data_path:
         raise ValueError("pass --data: the observations to condition on")
     ds = read_dataset(data_path)
+    if (tuple(ds.obs_dims), tuple(ds.act_dims)) != (tuple(spec.obs_dims), tuple(spec.act_dims)):
+        raise ValueError(f"{data_path}: {ds.n_agents} agents with observation widths "
+                         f"{list(ds.obs_dims)}, but the behaviour model of {args.run} takes "
+                         f"{spec.n_agents} with {list(spec.obs_dims)}: sample on its own task's data")
     rows = draw_rows(ds.n_transitions, args.count, np.random.default_rng(args.seed))
     obs = torch.as_tensor(ds.observations[rows.numpy()], device=device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -396,11 +404,12 @@ def cmd_data_make(args) -> int:
     _output_file(args.out, "--out")
     start = time.perf_counter()
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
-                           seed=args.seed, progress=not args.quiet)
+                           seed=args.seed, progress=not args.quiet, n_agents=args.agents)
     returns = episode_returns(ds, return_kind_for(ds.env_id))
     normalized = ("" if not ds.reference_returns else
                   f"normalized {normalized_score(returns, ds.reference_returns).mean():.1f}, ")
-    print(f"wrote {args.out}: {args.task}/{args.quality}, {returns.size} episodes, "
+    agents = "" if args.agents is None else f" with {ds.n_agents} agents"
+    print(f"wrote {args.out}: {args.task}/{args.quality}{agents}, {returns.size} episodes, "
           f"{ds.n_transitions} transitions, return {returns.mean():.2f} +- {returns.std():.2f}, "
           f"{normalized}{time.perf_counter() - start:.1f} s")
     print("card: " + ", ".join(str(p) for p in card_paths(args.out)))
@@ -457,6 +466,9 @@ def cmd_suite(args) -> int:
     if args.action == "table":
         return cmd_suite_table(args)
     if args.action == "tune":
+        if args.agents is not None:
+            raise ValueError("--agents applies to `suite run`: the tuning search runs on its "
+                             "fixed task (3-agent spread)")
         return cmd_suite_tune(args)
     from scoredec.methods import get_method, method_names
     from scoredec.suite.grid import make_cells, parse_shard, pending, shard
@@ -466,16 +478,17 @@ def cmd_suite(args) -> int:
     root = Path(args.root)
     preset = get_preset(args.preset, tasks=tuple(args.tasks) if args.tasks else None,
                         qualities=tuple(args.qualities) if args.qualities else None,
-                        seeds=tuple(args.seeds) if args.seeds else None,
+                        seeds=tuple(args.seeds) if args.seeds else None, n_agents=args.agents,
                         eval_every=args.eval_every or None)
     if args.data:
-        if args.tasks or args.qualities:
-            raise ValueError("--data is the grid's one dataset: it replaces --tasks and --qualities")
+        if args.tasks or args.qualities or args.agents is not None:
+            raise ValueError("--data is the grid's one dataset, with its own task and agents: it "
+                             "replaces --tasks, --qualities and --agents")
         preset = on_user_dataset(preset, Path(args.data))
     methods = tuple(args.methods) if args.methods else method_names()
     for m in methods:
         get_method(m)  # an unknown name fails here, before any work
-    cells = make_cells(methods, preset.tasks, preset.qualities, preset.seeds)
+    cells = make_cells(methods, preset.grid_tasks(), preset.qualities, preset.seeds)
     if args.shard:
         cells = shard(cells, *parse_shard(args.shard))
     todo = pending(root, cells)
@@ -683,7 +696,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "its samples as a centralized policy, clean-action error by noise level "
                         "t and sample spread vs the data, per agent; writes "
                         "RUN/behaviour_report.json")
-    p.add_argument("--task", help="environment id (default: the dataset's)")
+    p.add_argument("--task", help="environment id (default: the run's dataset's; another task "
+                                  "than the run's is refused)")
+    p.add_argument("--agents", type=int,
+                   help="agent count (default: the run's dataset's; another count is refused)")
     from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
     p.add_argument("--env", metavar="MODULE:FACTORY",
                    help="your own environment instead of a built-in task: a function (in an "
@@ -787,6 +803,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="25-step episodes; None = the quality's size (" + ", ".join(
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
     q.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every random draw")
+    q.add_argument("--agents", type=int,
+                   help="learned agents (when not given: the task's, 3 on MPE). spread takes 2 to "
+                        "6 (N agents, N landmarks; the scripted expert scores all N! "
+                        "assignments), with reference returns measured at that count; tag and "
+                        "world have exactly 3 predators (OMAR's scenario, the calibrated "
+                        "scripted prey); MaMuJoCo layouts have their own")
     q.set_defaults(func=cmd_data_make)
     q = data.add_parser("train-behaviour", formatter_class=_formatter,
                         help="train MaMuJoCo behaviour policies online (TD3), resumable",
@@ -845,6 +867,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", help="tasks (default: the preset's)")
     p.add_argument("--qualities", nargs="+", help="dataset qualities (default: the preset's)")
     p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the preset's)")
+    p.add_argument("--agents", type=int,
+                   help="agent count of every task (default: each task's; spread takes 2-6, the "
+                        "others only their own); cells and datasets get a task label like "
+                        "spread-n4, which --tasks also accepts")
     p.add_argument("--shard", help="I/N: run only cells whose index %% N == I")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted cells from their run checkpoints")

@@ -219,7 +219,8 @@ class OpenRun:
     path: Path
     run: RunDir
     data: OfflineData
-    origin: dict          # {"data": absolute path, "env_id", "agent_names"}, saved with the products
+    origin: dict          # data_origin(): data file, env_id, agent names, scenario, references;
+                          # saved with the products
     device: torch.device
 
 
@@ -240,8 +241,18 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     data_abs = str(Path(data_path).resolve())
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
     data = OfflineData.from_dataset(dataset, device=device)
-    origin = {"data": data_abs, "env_id": dataset.env_id, "agent_names": list(dataset.agent_names)}
-    return OpenRun(Path(run_path), run, data, origin, device)
+    return OpenRun(Path(run_path), run, data, data_origin(dataset, data_abs), device)
+
+
+def data_origin(dataset, data_abs: str) -> dict:
+    """What a run's products record of their dataset so that `evaluate`, `sample` and the suite
+    rebuild the environment it came from and score against its references: the file, env_id,
+    the agent names, the entity counts ({"n_agents": n, "n_landmarks": n, ...}) and the
+    reference returns."""
+    from scoredec.envs.scenario import dataset_scenario
+
+    return {"data": data_abs, "env_id": dataset.env_id, "agent_names": list(dataset.agent_names),
+            "scenario": dataset_scenario(dataset), "reference_returns": dataset.reference_returns}
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:

@@ -344,6 +344,14 @@ def format_card(card: dict[str, Any]) -> str:
         lines.append(_stats_row("normalized score", card.get("normalized_score")))
         lines += ["", f"Normalized: 100 (R - random) / (expert - random) with random "
                   f"{_num(ref['random'])}, expert {_num(ref['expert'])}."]
+        measured = card["attrs"].get("reference_measurement")
+        if isinstance(measured, dict) and {"random", "expert"} <= measured.keys():
+            r, e = measured["random"], measured["expert"]
+            lines.append(f"The reference returns were measured at this agent count with the "
+                         f"package's own policies, {_num(r['episodes'])} episodes each (seed "
+                         f"{measured.get('seed')}): random {_num(r['mean'])} +- "
+                         f"{_num(r['stderr'], 2)}, expert {_num(e['mean'])} +- "
+                         f"{_num(e['stderr'], 2)} (standard errors).")
     mm = card["multimodality"]
     lines += [
         "",

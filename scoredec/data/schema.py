@@ -126,6 +126,14 @@ class MultiAgentDataset:
         return int(self.observations.shape[1])
 
     @property
+    def scenario(self) -> dict[str, int]:
+        """The task's entity counts: ``attrs["scenario"]`` where the generator recorded it
+        ({"n_agents": 4, "n_landmarks": 4}; the factory does at non-default counts), else
+        {"n_agents": n} from the observations (every older file, every 3-agent MPE file)."""
+        recorded = self.attrs.get("scenario") if isinstance(self.attrs, dict) else None
+        return dict(recorded) if isinstance(recorded, dict) else {"n_agents": self.n_agents}
+
+    @property
     def obs_max(self) -> int:
         return int(self.observations.shape[2])
 
@@ -305,6 +313,21 @@ class MultiAgentDataset:
             json.dumps(self.attrs, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise DatasetError(source, "attrs", f"not JSON-serializable: {e}") from None
+        self._check_scenario(source, n)
+
+    def _check_scenario(self, source: str, n: int) -> None:
+        """attrs["scenario"], when present: counts (ints >= 0) whose n_agents is the data's."""
+        if "scenario" not in self.attrs:
+            return
+        counts = self.attrs["scenario"]
+        if not isinstance(counts, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()
+        ):
+            raise DatasetError(source, "attrs", f"'scenario' must map names to counts (ints "
+                                                f">= 0), got {counts!r}")
+        if counts.get("n_agents") != n:
+            raise DatasetError(source, "attrs", f"'scenario' says n_agents "
+                                                f"{counts.get('n_agents')!r}, observations have {n}")
 
     def _check_values(self, source: str, limit: float) -> None:
         for name, a in self.arrays().items():

@@ -31,6 +31,14 @@ MaMuJoCo tasks (``MAMUJOCO_TASKS``, optional gymnasium-robotics; see the section
 random is uniform for every layout; medium, expert and medium-replay replay the actor snapshots
 that ``scoredec.datagen.td3`` trained online and cached, with Gaussian exploration noise.
 
+Agent count (issue 18): spread takes ``n_agents`` = 2..6 (default 3) agents and as many
+landmarks; tag and world have their 3 predators only (scoredec/envs/scenario.py says why).
+At N != 3 the dataset records ``attrs["scenario"]`` (the entity counts) and its reference
+returns are measured with the package's random and scripted-expert policies
+(scoredec/envs/mpe/references.py; the measurement, with standard errors, goes into
+``attrs["reference_measurement"]``). At N = 3 nothing of that is added, so a 3-agent dataset
+keeps its bytes (readers fall back to the observations' agent count).
+
 Reproducibility: every random number (initial states, keys, noise, uniform actions) comes from
 one CPU ``torch.Generator`` seeded with ``seed`` and is drawn in a fixed order, rounds of
 ``EPISODES_PER_ROUND`` environments at a time; the scripted prey is deterministic; the HDF5
@@ -60,6 +68,8 @@ from scoredec.envs import MAMUJOCO_TASKS
 from scoredec.envs.mpe import EPISODE_LENGTH, REFERENCE_RETURNS, make_mpe
 from scoredec.envs.mpe.experts import ExpertParams, PredatorExpert, SpreadExpert, make_expert
 from scoredec.envs.mpe.prey import PREY_PARAMS
+from scoredec.envs.scenario import (MPE_DEFAULT_AGENTS, check_agents, reference_measurement,
+                                    reference_returns, scenario_counts)
 
 __all__ = [
     "TASKS",
@@ -200,18 +210,18 @@ def _modes(expert, env) -> tuple[list[str], torch.Tensor | None]:
 
 def _rollout_round(
     rec: Recipe, count: int, first: int, total: int, gen: torch.Generator, out: dict[str, np.ndarray],
-    expert_params: ExpertParams,
+    expert_params: ExpertParams, n_agents: int = MPE_DEFAULT_AGENTS,
 ) -> tuple[list[str], torch.Tensor | None]:
     """Simulate episodes first .. first+count-1 and write them into ``out`` (episode-major
     views [E, 25, n, ...]). Returns their mode labels and spread plan ranks (or None)."""
-    env = make_mpe(rec.task, count, device="cpu")
+    env = make_mpe(rec.task, count, device="cpu", n_agents=n_agents)
     obs = env.reset(seed=gen)  # the shared stream, not the env's own generator
     labels: list[str] = []
     rank = None
     expert = None
     if rec.uses_expert:
         key = torch.randint(0, KEY_RANGE, (count,), generator=gen)
-        expert = make_expert(rec.task, params=expert_params)
+        expert = make_expert(rec.task, n_agents=n_agents, params=expert_params)
         expert.reset(obs, key)
         labels, rank = _modes(expert, env)
     p, s = rec.schedule(first, count, total)
@@ -240,24 +250,29 @@ def make_dataset(
     seed: int = 0,
     progress: bool = True,
     expert_params: ExpertParams | None = None,
+    n_agents: int | None = None,
 ) -> MultiAgentDataset:
     """Generate the (task, quality) dataset in memory (see the module docstring).
 
     episodes: number of 25-step episodes (default ``DEFAULT_EPISODES[quality]``).
+    n_agents: learned agents (None: the task's default, 3 on MPE); spread takes 2..6, the
+    other tasks only their own count (ValueError saying why).
     expert_params: constants of the scripted MPE experts (default ``ExpertParams()``, what every
     preset uses); a diagnostic can change them, e.g. ``spread_temperature=1e-4`` makes every
     spread episode take the shortest assignment, which removes the plan's multimodality. The
     card's ``attrs["expert_params"]`` records the values used.
-    Returns T = 25 * episodes rows: observations/next_observations [T, 3, obs_dim] float32
-    of the learned agents (the predators in tag/world), actions [T, 3, 2] in [-1, 1],
-    rewards [T, 3], terminals all False (MPE episodes only time out), timeouts True at
+    Returns T = 25 * episodes rows: observations/next_observations [T, n, obs_dim] float32
+    of the learned agents (the predators in tag/world), actions [T, n, 2] in [-1, 1],
+    rewards [T, n], terminals all False (MPE episodes only time out), timeouts True at
     each episode's 25th step.
     """
     if task in MAMUJOCO_TASKS:
         if expert_params is not None:
             raise ValueError(f"expert_params are the MPE experts' constants; {task} has none")
+        check_agents(task, n_agents)
         return _make_mamujoco_dataset(task, quality, episodes=episodes, seed=seed, progress=progress)
     rec = recipe(task, quality)
+    n_agents = check_agents(task, n_agents)
     if episodes is None:
         episodes = rec.episodes
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
@@ -269,7 +284,7 @@ def make_dataset(
         expert_params = ExpertParams()
     elif not isinstance(expert_params, ExpertParams):
         raise ValueError(f"expert_params must be an ExpertParams, got {type(expert_params).__name__}")
-    probe = make_mpe(task, 1)
+    probe = make_mpe(task, 1, n_agents=n_agents)
     n, obs_dim, act_dim = probe.n_agents, probe.obs_dim, probe.act_dim
     rows = episodes * EPISODE_LENGTH
     flat = {
@@ -287,14 +302,14 @@ def make_dataset(
         for first in range(0, episodes, EPISODES_PER_ROUND):
             count = min(EPISODES_PER_ROUND, episodes - first)
             labels, rank = _rollout_round(rec, count, first, episodes, gen, views,
-                                          expert_params)
+                                          expert_params, n)
             modes += labels
             if rank is not None:
                 ranks.append(rank)
             bar.update(count)
     timeouts = np.zeros((episodes, EPISODE_LENGTH), bool)
     timeouts[:, -1] = True
-    attrs = _attrs(rec, episodes, modes, torch.cat(ranks) if ranks else None, expert_params)
+    attrs = _attrs(rec, episodes, modes, torch.cat(ranks) if ranks else None, expert_params, n)
     ds = MultiAgentDataset(
         **flat,
         terminals=np.zeros(rows, bool),
@@ -306,7 +321,8 @@ def make_dataset(
         quality=quality,
         generator=GENERATOR,
         seed=seed,
-        reference_returns=dict(REFERENCE_RETURNS[task]),
+        reference_returns=(dict(REFERENCE_RETURNS[task]) if n == MPE_DEFAULT_AGENTS
+                           else reference_returns(task, n)),
         attrs=attrs,
     )
     ds.validate(f"<{task}/{quality}>")
@@ -327,8 +343,13 @@ TAG_WORLD_NOTE = (
 )
 
 
+PLAN_RANKS_LISTED = 24
+"""Spread assignments (N!) up to which every cost rank is listed in ``plan_rank_counts``;
+beyond (N >= 5: 120 or 720 ranks) only the ranks that occur."""
+
+
 def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | None,
-           expert_params: ExpertParams) -> dict[str, Any]:
+           expert_params: ExpertParams, n_agents: int = MPE_DEFAULT_AGENTS) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "behaviour": (
             "uniform random actions" if not rec.uses_expert else
@@ -349,10 +370,13 @@ def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | N
         attrs["expert_params"] = dataclasses.asdict(expert_params)
         attrs["episode_modes"] = modes
         if rec.task == "spread":
-            attrs["mode_meaning"] = ("landmark of agent 0, 1, 2 (the per-episode assignment, "
+            agents = ", ".join(str(i) for i in range(n_agents))
+            attrs["mode_meaning"] = (f"landmark of agent {agents} (the per-episode assignment, "
                                      "sampled among near-optimal ones)")
             counts = torch.bincount(ranks, minlength=math.factorial(len(modes[0])))
-            attrs["plan_rank_counts"] = {str(i): int(c) for i, c in enumerate(counts.tolist())}
+            listed = len(counts) <= PLAN_RANKS_LISTED
+            attrs["plan_rank_counts"] = {str(i): int(c) for i, c in enumerate(counts.tolist())
+                                         if listed or c}
             attrs["plan_rank_meaning"] = ("episodes per cost rank of the chosen assignment "
                                           "(0 = shortest total distance)")
         else:
@@ -363,6 +387,9 @@ def _attrs(rec: Recipe, episodes: int, modes: list[str], ranks: torch.Tensor | N
         attrs["prey_params"] = dataclasses.asdict(PREY_PARAMS)
         if rec.quality == "expert":
             attrs["notes"] = TAG_WORLD_NOTE
+    if n_agents != MPE_DEFAULT_AGENTS:   # absent at the default: 3-agent files keep their bytes
+        attrs["scenario"] = scenario_counts(rec.task, n_agents)
+        attrs["reference_measurement"] = reference_measurement(rec.task, n_agents)
     return attrs
 
 
@@ -375,16 +402,17 @@ def make_dataset_file(
     seed: int = 0,
     progress: bool = True,
     expert_params: ExpertParams | None = None,
+    n_agents: int | None = None,
 ) -> MultiAgentDataset:
     """Generate (task, quality), write it to ``out`` atomically, then its card next to it
-    (expert_params: as make_dataset).
+    (expert_params, n_agents: as make_dataset).
 
     The card's attrs carry ``generation_seconds`` (generation and writing), which the file
     leaves out so that its bytes depend only on the seed. Returns the dataset as stored.
     """
     start = time.perf_counter()
     ds = make_dataset(task, quality, episodes=episodes, seed=seed, progress=progress,
-                      expert_params=expert_params)
+                      expert_params=expert_params, n_agents=n_agents)
     generated = time.perf_counter() - start
     write_dataset(out, ds)
     written = time.perf_counter() - start

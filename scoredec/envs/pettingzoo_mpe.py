@@ -53,7 +53,9 @@ class MPEParallelEnv(ParallelEnv):
         self.task = self._env.name
         self.render_mode = None
         self.max_cycles = self._env.episode_length
-        self.reference_returns = dict(self._env.reference_returns)
+        # None for spread beyond the scripted expert's 6 agents (no measured references there)
+        refs = self._env.reference_returns
+        self.reference_returns = dict(refs) if refs else None
         self.possible_agents = list(agent_names(self.task, self._env.n_agents))
         self.agents: list[str] = []
         self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (d,), np.float32)

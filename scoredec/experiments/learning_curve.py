@@ -109,7 +109,8 @@ def run_curve(data: Path, cfg: TrainConfig, run: Path, steps: int, every: int, o
             train(data, long_run, run, stages=("behavior",), resume=True, progress=False,
                   budget=step - have)
         meta = json.loads(Path(f"{product_stem(run, 'critic')}.json").read_text())["meta"]
-        origin = {"data": meta["data"], "env_id": meta["env_id"]}
+        origin = {k: meta[k] for k in ("data", "env_id", "scenario", "reference_returns")
+                  if k in meta}
         spec = spec_from_meta(meta["spec"])
         point = snapshot(run, long_run, step, origin, spec, tag)
         train(data, cfg, point, stages=("policy",), resume=True, progress=False)

@@ -1,5 +1,9 @@
 """The grid: cells method x task x quality x seed, their keys, shards and done-ness.
 
+A cell's task is a label: the task, or the task and an agent count other than its default
+(``spread-n4``: spread with 4 agents; ``task_label`` / ``split_task``), so that cells, runs and
+datasets of another count sit beside the default ones and have their own table rows.
+
 The cell order is fixed (task, quality, seed, then method) so that every shard sees the same
 list and all methods of one dataset finish close together; shard I of N takes the cells whose
 index i in that list has i % N == I, so shards never overlap and together cover the grid.
@@ -12,7 +16,25 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cell", "make_cells", "parse_shard", "shard", "cell_path", "is_done", "pending"]
+__all__ = ["Cell", "make_cells", "parse_shard", "shard", "cell_path", "is_done", "pending",
+           "task_label", "split_task"]
+
+_AGENTS_SUFFIX = re.compile(r"(?P<task>.+)-n(?P<n>\d+)")
+
+
+def task_label(task: str, n_agents: int | None = None) -> str:
+    """'spread', 4 -> 'spread-n4'; the bare task at its default count or None."""
+    from scoredec.envs.scenario import default_agents
+
+    if n_agents is None or n_agents == default_agents(task):
+        return task
+    return f"{task}-n{n_agents}"
+
+
+def split_task(label: str) -> tuple[str, int | None]:
+    """'spread-n4' -> ('spread', 4); 'spread' -> ('spread', None) (the task's default)."""
+    m = _AGENTS_SUFFIX.fullmatch(label)
+    return (m.group("task"), int(m.group("n"))) if m else (label, None)
 
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from scoredec.datagen.factory import DEFAULT_EPISODES, QUALITIES
 from scoredec.methods import merge
+from scoredec.suite.grid import split_task, task_label
 
 __all__ = ["Preset", "PRESETS", "get_preset", "on_user_dataset", "preset_names", "PAPER_CONFIG"]
 
@@ -99,15 +100,36 @@ class Preset:
     eval_every: int = 0
     """Actor steps between evaluations during training (scoredec.periodic_eval: the return
     curve of the cell JSON and the curves plot; changes no trained number); 0: none."""
+    n_agents: int | None = None
+    """Learned agents of every task of the grid (spread takes 2..6; tag, world and MaMuJoCo
+    only their own count); None: each task's default. Another count than a task's default
+    labels its cells and datasets (spread-n4: grid.task_label)."""
+
+    def grid_tasks(self) -> tuple[str, ...]:
+        """The task labels of the grid's cells: ``tasks`` with ``n_agents`` applied (ValueError
+        naming a task that does not take that count)."""
+        if self.n_agents is None:
+            return self.tasks
+        from scoredec.envs.scenario import check_agents
+
+        labels = []
+        for label in self.tasks:
+            task, n = split_task(label)
+            if n is not None and n != self.n_agents:
+                raise ValueError(f"task {label} names {n} agents, the preset asks for "
+                                 f"{self.n_agents}")
+            labels.append(task_label(task, check_agents(task, self.n_agents)))
+        return tuple(labels)
 
     def episodes_for(self, task: str, quality: str) -> int | None:
-        """Dataset size of one task x quality, in episodes (None: a user's file, as it is)."""
+        """Dataset size of one task (label) x quality, in episodes (None: a user's file, as
+        it is)."""
         if (task, quality) in self.datasets:
             return None
-        return self.task_episodes.get(task, self.episodes)[quality]
+        return self.task_episodes.get(split_task(task)[0], self.episodes)[quality]
 
     def eval_episodes_for(self, task: str) -> int:
-        return self.task_eval_episodes.get(task, self.eval_episodes)
+        return self.task_eval_episodes.get(split_task(task)[0], self.eval_episodes)
 
 
 BASELINES = ("iql", "matd3bc", "macql", "omar")

@@ -28,7 +28,7 @@ from scoredec import __version__
 from scoredec.io import atomic_write_json
 from scoredec.methods import get_method, merge
 from scoredec.periodic_eval import PeriodicEval
-from scoredec.suite.grid import Cell, cell_path
+from scoredec.suite.grid import Cell, cell_path, split_task
 from scoredec.suite.presets import Preset
 from scoredec.suite.share import adopt_shared_stages
 from scoredec.suite.summary import CURVE_POINTS, run_summary
@@ -47,19 +47,21 @@ def dataset_path(root: Path, preset: Preset, task: str, quality: str) -> Path:
 
 def ensure_dataset(root: Path, preset: Preset, task: str, quality: str) -> Path:
     """The cell's dataset: the user's file where the preset has one (suite --data), else the
-    factory's, generated (seeded, written atomically) if missing."""
+    factory's, generated (seeded, written atomically) if missing. task: a task label (spread-n4:
+    spread with 4 agents)."""
     from scoredec.datagen.factory import make_dataset_file
 
     if (task, quality) in preset.datasets:
         return Path(preset.datasets[(task, quality)])
     path = dataset_path(root, preset, task, quality)
+    task_id, n_agents = split_task(task)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         episodes = preset.episodes_for(task, quality)
         log.info("dataset %s: generating %d episodes (seed %d)", path.name, episodes,
                  preset.data_seed)
-        make_dataset_file(task, quality, path, episodes=episodes,
-                          seed=preset.data_seed, progress=False)
+        make_dataset_file(task_id, quality, path, episodes=episodes,
+                          seed=preset.data_seed, progress=False, n_agents=n_agents)
     return path
 
 
@@ -108,7 +110,7 @@ def resolve_overrides(preset: Preset, cell: Cell) -> dict:
                         "it runs its own defaults", method, preset.name)
         if "device" in names:
             out["device"] = preset.device
-    out = merge(out, preset.task_overrides.get(method, {}).get(cell.task, {}))
+    out = merge(out, preset.task_overrides.get(method, {}).get(split_task(cell.task)[0], {}))
     return merge(out, preset.quality_overrides.get(method, {}).get(quality, {}))
 
 
@@ -160,7 +162,7 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
     data_root: where datasets live (default: root); donor_roots: other suite roots whose
     finished stages this cell may take (suite/share.py; its own root is always searched)."""
     from scoredec.pipeline import load_actors
-    from scoredec.rollout import evaluate
+    from scoredec.rollout import evaluate, trained_env
 
     root = Path(root)
     entry = get_method(cell.method)
@@ -180,15 +182,20 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
     device = _device(preset)
     t0 = time.perf_counter()
     actors, meta = load_actors(run, device=device)
+    # the run's dataset names the environment, its agent count and its reference returns
+    target = trained_env(meta, task=None if meta.get("env_id") else split_task(cell.task)[0],
+                         where=f"cell {cell.key}")
     eval_episodes = preset.eval_episodes_for(cell.task)
-    result = evaluate(actors, meta.get("env_id", cell.task), episodes=eval_episodes,
+    result = evaluate(actors, episodes=eval_episodes,
                       num_envs=min(preset.eval_envs, eval_episodes), seed=preset.eval_seed + 1000 * cell.seed,
-                      device=device)
+                      device=device, **target.evaluate_kwargs())
     eval_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    behaviour = (cell_behaviour_report(run, data, meta.get("env_id", cell.task), eval_episodes,
+    behaviour = (cell_behaviour_report(run, data, target.env_id, eval_episodes,
                                        min(preset.eval_envs, eval_episodes),
-                                       preset.eval_seed + 1000 * cell.seed, device)
+                                       preset.eval_seed + 1000 * cell.seed, device,
+                                       env_kwargs=target.env_kwargs,
+                                       reference_returns=target.reference_returns)
                  if has_behaviour_model(cell.method) else None)
     behaviour_seconds = time.perf_counter() - t0
     summary = run_summary(run)
@@ -238,15 +245,19 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
 
 
 def cell_behaviour_report(run: Path, data: Path, env_id: str, episodes: int, num_envs: int,
-                          seed: int, device: str) -> dict:
+                          seed: int, device: str, env_kwargs: dict | None = None,
+                          reference_returns: dict | None = None) -> dict:
     """The stage-1 report of the cell's behaviour model, without per-episode returns: rolled out
-    on the actors' evaluation episodes (same seed and count), its tables on dataset rows drawn
+    on the actors' evaluation episodes (same seed and count) in the run's environment
+    (env_kwargs, reference_returns: rollout.TrainedEnv's), its tables on dataset rows drawn
     with that seed."""
     from scoredec.behaviour_report import behaviour_report, summary_for_cell
     from scoredec.pipeline import load_product
 
     behavior = load_product(run, "behavior", device).module
     return summary_for_cell(behaviour_report(behavior, data, env_id, episodes=episodes,
+                                             env_kwargs=env_kwargs,
+                                             reference_returns=reference_returns,
                                              num_envs=num_envs, seed=seed, device=device))
 
 
@@ -270,7 +281,7 @@ def estimate_seconds(preset: Preset, cells: list[Cell]) -> dict:
                                     "policy": {"steps": steps}})
     probe = dataclasses.replace(probe, pipeline=small)
     with tempfile.TemporaryDirectory(prefix="scoredec-probe-") as tmp:
-        cell = Cell("omsd", preset.tasks[0], preset.qualities[0], 0)
+        cell = Cell("omsd", preset.grid_tasks()[0], preset.qualities[0], 0)
         record = run_cell(cell, probe, Path(tmp))
         rate = late_rates(Path(tmp) / "runs" / cell.key)
     per_stage = {name: preset.pipeline.get(name, {}).get("steps", 0) / r

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .core import EPISODE_LENGTH, MPEEnv
+from .experts import SPREAD_EXPERT_AGENTS
 from .spread import REFERENCE_RETURNS as SPREAD_REFERENCE, SpreadEnv
 from .tag import REFERENCE_RETURNS as TAG_REFERENCE, TagEnv
 from .world import REFERENCE_RETURNS as WORLD_REFERENCE, WorldEnv
@@ -64,14 +65,21 @@ def make_mpe(
 
     name: "spread" | "tag" | "world" (or the original "simple_*" names).
     n_agents: spread only (N agents and N landmarks, default 3); tag and world have three
-    learned predators and one scripted prey.
+    learned predators and one scripted prey. At N != 3 the spread environment carries the
+    reference returns measured with the package's random and scripted-expert policies
+    (references.py; measured once per N and process, well under a second).
     action_layout: "box2" (default; the literature's ``discrete_action=False``: 2-d force
     actions) or "onehot5" (``discrete_action=True``: u = [a1 - a2, a3 - a4]).
     """
     task = _canonical(name)
     if task == "spread":
-        return SpreadEnv(num_envs, device, seed, n_agents=3 if n_agents is None else n_agents,
-                         dtype=dtype, action_layout=action_layout)
+        env = SpreadEnv(num_envs, device, seed, n_agents=3 if n_agents is None else n_agents,
+                        dtype=dtype, action_layout=action_layout)
+        if env.reference_returns is None and env.n_agents <= SPREAD_EXPERT_AGENTS[1]:
+            from .references import spread_reference_returns
+
+            env.reference_returns = spread_reference_returns(env.n_agents)[0]
+        return env
     if n_agents not in (None, 3):
         raise ValueError(f"{task} has exactly 3 learned predators; got n_agents={n_agents}")
     cls = TagEnv if task == "tag" else WorldEnv
@@ -92,6 +100,6 @@ def episode_return(name: str, rewards: torch.Tensor) -> torch.Tensor:
 
 
 def normalized_score(name: str, returns):
-    """100 (R - R_random) / (R_expert - R_random) with DESIGN.md 1.7's references."""
+    """100 (R - R_random) / (R_expert - R_random) with DESIGN.md 1.7's (3-agent) references."""
     ref = REFERENCE_RETURNS[_canonical(name)]
     return 100.0 * (returns - ref["random"]) / (ref["expert"] - ref["random"])

@@ -31,7 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SpreadExpert", "PredatorExpert", "ExpertParams", "key_to_uniform", "make_expert"]
+__all__ = ["SpreadExpert", "PredatorExpert", "ExpertParams", "key_to_uniform", "make_expert",
+           "SPREAD_EXPERT_AGENTS"]
+
+SPREAD_EXPERT_AGENTS = (2, 6)
+"""Agent counts the spread expert takes: it scores all N! assignments (720 at N = 6, a
+[B, N, 720, N] cost gather; 40,320 at N = 8 would not fit a 1000-episode round)."""
 
 
 def key_to_uniform(key: torch.Tensor, salt: int = 0) -> torch.Tensor:
@@ -88,8 +93,10 @@ class SpreadExpert:
     """Decentralized spread expert (see module docstring). Supports N <= 6 agents."""
 
     def __init__(self, n_agents: int = 3, params: ExpertParams = ExpertParams()):
-        if not 2 <= n_agents <= 6:
-            raise ValueError(f"SpreadExpert enumerates N! assignments; needs 2 <= N <= 6, got {n_agents}")
+        lo, hi = SPREAD_EXPERT_AGENTS
+        if not lo <= n_agents <= hi:
+            raise ValueError(f"SpreadExpert enumerates N! assignments; needs {lo} <= N <= {hi}, "
+                             f"got {n_agents}")
         self.n = n_agents
         self.params = params
         self.perms = torch.tensor(list(itertools.permutations(range(n_agents))), dtype=torch.long)
@@ -205,7 +212,11 @@ class PredatorExpert:
 
 
 def make_expert(task: str, n_agents: int = 3, params: ExpertParams = ExpertParams()):
-    """The scripted expert for a task name ("spread", "tag", "world")."""
+    """The scripted expert for a task name ("spread", "tag", "world"); spread takes
+    SPREAD_EXPERT_AGENTS agents, the predators are always three."""
     if task in ("spread", "simple_spread"):
         return SpreadExpert(n_agents, params)
+    if n_agents != 3:
+        raise ValueError(f"the {task} predator expert is built for 3 predators (a 3-slot star "
+                         f"around the prey), got n_agents={n_agents}")
     return PredatorExpert(task.replace("simple_", ""), params)

@@ -14,7 +14,9 @@ Followed ling-pan/OMAR ``multiagent-particle-envs/multiagent/scenarios/simple_sp
   order, c_j for each other agent j]`` where the comm states c_j are always zeros(2)
   (``dim_c = 2``, silent agents).
 - Episode return (DESIGN.md 1.7, OMAR ``eval_policy``): sum over 25 steps of the mean agent
-  reward. References: random 159.8, expert 516.8.
+  reward. References: random 159.8, expert 516.8 (published, for N = 3). At N != 3 a
+  SpreadEnv has none of its own (``reference_returns`` is None); ``make_mpe`` attaches the
+  ones measured with the package's policies (references.py).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class SpreadEnv(MPEEnv):
         if n_agents < 2:
             raise ValueError(f"spread needs n_agents >= 2, got {n_agents}")
         self.boundary = spread_boundary(n_agents)
+        # the published references are 3-agent returns: meaningless for another count
+        self.reference_returns = REFERENCE_RETURNS if n_agents == 3 else None
         super().__init__(spread_table(n_agents), n_agents, num_envs, device, seed, dtype,
                          action_layout)
         n = n_agents
