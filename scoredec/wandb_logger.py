@@ -1,8 +1,8 @@
 """Optional Weights & Biases logging of a training run (`scoredec train --wandb`).
 
-W&B mirrors the run's TensorBoard events (wandb.init(sync_tensorboard=True): every scalar that
-runs.MetricsLogger writes, the evaluation curve included), so the training code does not know
-W&B exists and nothing changes when it is off. Offline mode writes the W&B run under
+Every scalar the run's MetricsLogger writes (metrics.jsonl, TensorBoard) also goes to a W&B run
+(runs.metrics_sink), each stage on its own step axis (`<stage>/step`), so the training code does
+not know W&B exists and nothing changes when it is off. Offline mode writes the W&B run under
 <run>/wandb/ without any network (upload later with `wandb sync`). wandb is an optional extra
 (`pip install 'scoredec[wandb]'`).
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from scoredec.runs import metrics_sink
 
 __all__ = ["WANDB_MODES", "wandb_run"]
 
@@ -24,7 +26,8 @@ INSTALL_HINT = "pip install 'scoredec[wandb]' (or pip install wandb)"
 @contextmanager
 def wandb_run(run_dir: str | Path, config: dict, mode: str = "auto",
               project: str = "scoredec") -> Iterator[object]:
-    """A W&B run named after run_dir, its files under <run_dir>/wandb/, open while training.
+    """A W&B run named after run_dir, its files under <run_dir>/wandb/, receiving the run's
+    metrics while inside.
 
     Raises RuntimeError (one line: how to install it) when wandb is not installed."""
     if mode not in WANDB_MODES:
@@ -36,10 +39,21 @@ def wandb_run(run_dir: str | Path, config: dict, mode: str = "auto",
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config,
-                     mode=None if mode == "auto" else mode, sync_tensorboard=True)
+                     mode=None if mode == "auto" else mode)
+    axes: set[str] = set()
+
+    def sink(stage: str, step: int, scalars: dict[str, float]) -> None:
+        # Each stage counts its own steps from 1; W&B's own step must only grow.
+        if stage not in axes:
+            run.define_metric(f"{stage}/step")
+            run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+            axes.add(stage)
+        run.log({f"{stage}/step": step, **{f"{stage}/{k}": v for k, v in scalars.items()}})
+
     failed = True
     try:
-        yield run
+        with metrics_sink(sink):
+            yield run
         failed = False
     finally:
         run.finish(exit_code=1 if failed else 0)

@@ -40,3 +40,19 @@ def test_offline_run_holds_the_training_scalars_without_network(data_file, tmp_p
     data = record.read_bytes()
     assert b"policy/bc" in data and b"eval/normalized" in data
     assert (run / "actors.safetensors").is_file()
+
+
+def test_a_metrics_sink_sees_every_logged_scalar_while_inside(data_file, tmp_path):
+    """What the W&B logger receives (runs.metrics_sink), checked without wandb installed."""
+    from scoredec.runs import metrics_sink, read_metrics
+
+    seen = []
+    with metrics_sink(lambda stage, step, scalars: seen.append((stage, step, scalars))):
+        assert main(["-q", "train", "all", "--data", str(data_file), "--run",
+                     str(tmp_path / "r"), *TINY, "--eval-every", "5"]) == 0
+    logged = [(r.pop("stage"), r.pop("step"), {k: v for k, v in r.items() if k != "time"})
+              for r in read_metrics(tmp_path / "r")]
+    assert seen == logged and {s for s, _, _ in seen} == {"policy", "eval"}
+    assert main(["-q", "train", "all", "--data", str(data_file), "--run", str(tmp_path / "r2"),
+                 *TINY]) == 0
+    assert len(seen) == len(logged)                      # nothing after the block
