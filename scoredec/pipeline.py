@@ -25,6 +25,7 @@ from scoredec.captured import CAPTURE_MODES, CapturedStep
 from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
 from scoredec.config import config_from_dict, config_to_dict, param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
+from scoredec.data.fingerprint import file_sha256
 from scoredec.data.hdf5 import read_dataset
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
@@ -112,8 +113,12 @@ def build_actors(spec: AgentSpec, cfg: TrainConfig) -> Actors:
 BUILDERS = {"behavior": build_behavior, "critic": build_critic, "policy": build_actors}
 
 
+PRODUCT_NAMES = {"behavior": "behavior", "critic": "critic", "policy": "actors"}
+"""Stage -> the file stem of its product in the run directory."""
+
+
 def product_stem(run: Path, stage: str) -> Path:
-    return Path(run) / {"behavior": "behavior", "critic": "critic", "policy": "actors"}[stage]
+    return Path(run) / PRODUCT_NAMES[stage]
 
 
 def save_product(run: Path, stage: str, module: torch.nn.Module, spec: AgentSpec,
@@ -172,23 +177,43 @@ def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> P
 
 @dataclass
 class OpenRun:
-    """A run directory opened on its dataset: where every method's training starts."""
+    """A run directory opened on its dataset: where every method's training starts. Holds the
+    run's lock until close() (a context manager: `with open_run(...) as opened:`)."""
 
     path: Path
     run: RunDir
     data: OfflineData
-    origin: dict          # {"data": absolute path, "env_id": ...}, saved with the products
+    origin: dict          # {"data": absolute path, "data_sha256", "env_id"}, saved with the products
     device: torch.device
 
+    def close(self) -> None:
+        self.run.close()
 
-def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str) -> OpenRun:
-    """Read and validate the dataset, then open (or reopen, same config only) the run dir."""
+    def __enter__(self) -> OpenRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str, *,
+             allow_data_change: bool = False) -> OpenRun:
+    """Read and validate the dataset, then open (or reopen, same config and same dataset
+    content only) the run dir under its lock, clearing what a killed writer left there."""
     device = resolve_device(device)
     dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
     data_abs = str(Path(data_path).resolve())
+    sha256 = file_sha256(data_path)
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
-    data = OfflineData.from_dataset(dataset, device=device)
-    return OpenRun(Path(run_path), run, data, {"data": data_abs, "env_id": dataset.env_id}, device)
+    try:
+        run.record_opening(data_abs, sha256, str(device), allow_data_change=allow_data_change)
+        run.remove_leftovers(PRODUCT_NAMES.values())
+        data = OfflineData.from_dataset(dataset, device=device)
+    except BaseException:
+        run.close()
+        raise
+    return OpenRun(Path(run_path), run, data,
+                   {"data": data_abs, "data_sha256": sha256, "env_id": dataset.env_id}, device)
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:
@@ -232,6 +257,9 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
             refuse_silent_restart(opened, stage.name, resume)
             if logger is None:
                 logger = MetricsLogger(opened.path)
+            # Records a killed process logged after the checkpoint the stage resumes from (or,
+            # with none, since it began): run_stage logs those steps again.
+            logger.truncate_after(stage.name, opened.run.latest_step(f"{stage.name}-"))
             result = run_stage(stage, opened.data, generator, run=opened.run, logger=logger,
                                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                                budget=budget, progress=progress, desc=desc)
@@ -250,24 +278,26 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
 
 def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
           stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
-          budget: int | None = None) -> Path:
+          budget: int | None = None, allow_data_change: bool = False) -> Path:
     """Train the given stages (default: all the method needs) into run_path.
 
     Finished stages are skipped; a stage with checkpoints but no product needs resume=True.
     budget: at most that many optimizer steps in this call, over all stages (a time-limited
-    sitting: it checkpoints where it stops; resume=True continues)."""
+    sitting: it checkpoints where it stops; resume=True continues). A run is tied to its
+    dataset's content: reopening it on changed data raises unless allow_data_change."""
     wanted = stages_for(cfg.method) if stages is None else stages
     for stage in wanted:
         if stage not in stages_for(cfg.method):
             raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
                              f"{stages_for(cfg.method)}")
-    opened = open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device)
-    # Every stage has its own seed so that running stages separately or together, stopped or
-    # not, gives the same networks.
-    plans = [StagePlan(stage, cfg.seed * 1000 + i,
-                       lambda stage=stage: build_stage(opened, cfg, stage))
-             for i, stage in enumerate(STAGES) if stage in wanted]
-    return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget)
+    with open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device,
+                  allow_data_change=allow_data_change) as opened:
+        # Every stage has its own seed so that running stages separately or together, stopped
+        # or not, gives the same networks.
+        plans = [StagePlan(stage, cfg.seed * 1000 + i,
+                           lambda stage=stage: build_stage(opened, cfg, stage))
+                 for i, stage in enumerate(STAGES) if stage in wanted]
+        return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget)
 
 
 def build_stage(opened: OpenRun, cfg: TrainConfig, stage: str) -> tuple[Stage, Callable[[], None]]:
