@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from scoredec.actors import Actors
@@ -252,6 +254,11 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
                 log.info("%s: already finished in %s, skipped", label, opened.path)
                 continue
             torch.manual_seed(plan.seed)
+            # Nothing draws from the Python and numpy global generators, but checkpoints store
+            # their states (to resume exactly code that would): seeded, two identical runs
+            # write identical checkpoint files instead of states drawn from the OS at start.
+            random.seed(plan.seed)
+            np.random.seed(plan.seed % 2**32)
             generator = torch.Generator(device=opened.device).manual_seed(plan.seed)
             stage, save = plan.build()
             refuse_silent_restart(opened, stage.name, resume)
