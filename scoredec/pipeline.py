@@ -187,6 +187,12 @@ class OpenRun:
     data: OfflineData
     origin: dict          # {"data": absolute path, "data_sha256", "env_id"}, saved with the products
     device: torch.device
+    data_changed_from: str | None = None   # the hash run.json held, when allowed to differ
+
+    def record_session(self) -> None:
+        """Write this process into run.json (called when it starts to train in the run)."""
+        self.run.record_session(self.origin["data"], self.origin["data_sha256"], str(self.device),
+                                data_changed_from=self.data_changed_from)
 
     def close(self) -> None:
         self.run.close()
@@ -208,14 +214,15 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     sha256 = file_sha256(data_path)
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
     try:
-        run.record_opening(data_abs, sha256, str(device), allow_data_change=allow_data_change)
+        changed_from = run.check_data(data_abs, sha256, allow_change=allow_data_change)
         run.remove_leftovers(PRODUCT_NAMES.values())
         data = OfflineData.from_dataset(dataset, device=device)
     except BaseException:
         run.close()
         raise
     return OpenRun(Path(run_path), run, data,
-                   {"data": data_abs, "data_sha256": sha256, "env_id": dataset.env_id}, device)
+                   {"data": data_abs, "data_sha256": sha256, "env_id": dataset.env_id}, device,
+                   changed_from)
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:
@@ -262,7 +269,8 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
             generator = torch.Generator(device=opened.device).manual_seed(plan.seed)
             stage, save = plan.build()
             refuse_silent_restart(opened, stage.name, resume)
-            if logger is None:
+            if logger is None:   # the first stage this process trains
+                opened.record_session()
                 logger = MetricsLogger(opened.path)
             # Records a killed process logged after the checkpoint the stage resumes from (or,
             # with none, since it began): run_stage logs those steps again.

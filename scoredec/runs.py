@@ -8,7 +8,8 @@ Layout::
     <run>/metrics.jsonl            one JSON object per log call
     <run>/tensorboard/             TensorBoard events (optional)
     <run>/run.json                 the dataset's SHA-256 the run is tied to, and one entry per
-                                   opening: time, command, versions (git commit), hardware
+                                   process that trained in it: time, command, versions (git
+                                   commit), hardware
     <run>/run.lock                 while a process has the run open (scoredec.locks)
 
 One process at a time: RunDir takes the run's lock before it reads or writes anything, and
@@ -199,34 +200,41 @@ class RunDir:
 
     # ------------------------------------------------------------------ the run record
 
-    def record_opening(self, data_file: str | os.PathLike, data_sha256: str, device: str, *,
-                       allow_data_change: bool = False) -> dict:
-        """Tie the run to its dataset's content and append this opening to run.json.
+    def check_data(self, data_file: str | os.PathLike, data_sha256: str, *,
+                   allow_change: bool = False) -> str | None:
+        """Refuse a dataset whose content differs from the one the run is tied to (RunError
+        naming the file and both hashes) unless allow_change. Returns the recorded hash the
+        data differs from (None: the same, or none recorded yet)."""
+        known = self._read_record(self.path / RECORD).get("data", {}).get("sha256")
+        if known is None or known == data_sha256:
+            return None
+        if not allow_change:
+            raise RunError(
+                f"{self.path}: dataset {data_file} has changed since the run started on it "
+                f"(sha256 {known} recorded in {RECORD}, {data_sha256} now); use a new run "
+                f"directory, or pass --allow-data-change to continue on the new data")
+        log.warning("%s: continuing on a changed dataset %s (sha256 %s, was %s)", self.path,
+                    data_file, data_sha256, known)
+        return known
 
-        The first opening records the data file's SHA-256; a later one whose dataset hashes
-        differently is refused (RunError naming the file and both hashes) unless
-        allow_data_change, which records the change. Each opening adds {time, command,
-        versions (with the git commit), hardware}. Returns the record."""
+    def record_session(self, data_file: str | os.PathLike, data_sha256: str, device: str, *,
+                       data_changed_from: str | None = None) -> dict:
+        """Tie the run to ``data_sha256`` and append this process's session to run.json: time,
+        command, versions (with the git commit), hardware. Called when a process starts to
+        train in the run, so that reopening a finished run leaves it as it is. Returns the
+        record."""
         path = self.path / RECORD
         record = self._read_record(path)
-        opening = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        if not record and self._has_checkpoints():
+            log.info("%s: the run predates dataset fingerprints; recording %s", self.path,
+                     data_sha256)
+        session = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    "command": " ".join(sys.argv), "versions": versions(),
                    "hardware": hardware(str(device))}
-        data = {"file": str(data_file), "sha256": data_sha256}
-        known = record.get("data", {}).get("sha256")
-        if known is None and self._has_checkpoints():
-            log.info("%s: the run predates dataset fingerprints; recording %s", self.path, data_sha256)
-        elif known is not None and known != data_sha256:
-            if not allow_data_change:
-                raise RunError(
-                    f"{self.path}: dataset {data_file} has changed since the run started on it "
-                    f"(sha256 {known} recorded in {RECORD}, {data_sha256} now); use a new run "
-                    f"directory, or pass --allow-data-change to continue on the new data")
-            log.warning("%s: continuing on a changed dataset %s (sha256 %s, was %s)", self.path,
-                        data_file, data_sha256, known)
-            opening["data_changed_from"] = known
-        record = {"format": RECORD_FORMAT, "data": data,
-                  "openings": [*record.get("openings", []), opening]}
+        if data_changed_from is not None:
+            session["data_changed_from"] = data_changed_from
+        record = {"format": RECORD_FORMAT, "data": {"file": str(data_file), "sha256": data_sha256},
+                  "sessions": [*record.get("sessions", []), session]}
         atomic_write_json(path, record)
         return record
 

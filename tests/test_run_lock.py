@@ -93,7 +93,7 @@ def test_two_trains_on_one_run_the_second_refused_the_first_finishes(data_file, 
     assert first.returncode == 0, err
     assert all((run / f"{name}.json").is_file() for name in ("behavior", "critic", "actors"))
     record = json.loads((run / "run.json").read_text())
-    assert len(record["openings"]) == 1            # the refused process wrote nothing
+    assert len(record["sessions"]) == 1            # the refused process wrote nothing
     steps = [(r["stage"], r["step"]) for r in read_metrics(run)]
     assert len(steps) == len(set(steps))
     assert not (run / "run.lock").exists()

@@ -56,8 +56,12 @@ def test_a_changed_dataset_is_refused_for_a_partial_and_a_finished_run(tmp_path,
     assert train(data, partial, "--resume", "--allow-data-change") == 0
     record = json.loads((partial / "run.json").read_text())
     assert record["data"] == {"file": str(data.resolve()), "sha256": new}
-    assert [o.get("data_changed_from") for o in record["openings"]] == [None, old]
+    assert [o.get("data_changed_from") for o in record["sessions"]] == [None, old]
     assert train(data, partial, "--resume") == 0            # tied to the new content now
+    # A finished run trains nothing on the new data, so it stays tied to the old content.
+    assert train(data, finished, "--resume", "--allow-data-change") == 0
+    assert json.loads((finished / "run.json").read_text())["data"]["sha256"] == old
+    assert train(data, finished, "--resume") == 2
     actors = json.loads((partial / "actors.json").read_text())["meta"]
     assert actors["data_sha256"] == new
 
@@ -69,9 +73,9 @@ def test_the_run_records_commit_version_dataset_and_hardware(tmp_path):
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["format"] == "scoredec-run"
     assert record["data"] == {"file": str(data.resolve()), "sha256": sha(data)}
-    (opening,) = record["openings"]
-    assert opening["command"] == " ".join(sys.argv)         # this process's command line
-    versions, hardware = opening["versions"], opening["hardware"]
+    (session,) = record["sessions"]
+    assert session["command"] == " ".join(sys.argv)         # this process's command line
+    versions, hardware = session["versions"], session["hardware"]
     assert versions["scoredec"] == __version__ and versions["torch"]
     head = subprocess.run(["git", "-C", os.path.dirname(provenance.__file__), "rev-parse", "HEAD"],
                           capture_output=True, text=True)
