@@ -39,31 +39,37 @@ class BehaviorConfig:
 
     arch: str = param("resnet", "score network: the authors' residual MLP or a plain MLP",
                       choices=("resnet", "compact"))
-    hidden: int = param(512, "trunk width H of the resnet, or the compact MLP's width")
-    blocks: int = param(2, "residual blocks of the resnet")
-    compact_layers: int = param(3, "hidden layers of the compact MLP")
-    dropout: float = param(0.1, "dropout inside the resnet blocks while training")
+    hidden: int = param(512, "trunk width H of the resnet, or the compact MLP's width",
+                        bounds="[1, inf)")
+    blocks: int = param(2, "residual blocks of the resnet", bounds="[1, inf)")
+    compact_layers: int = param(3, "hidden layers of the compact MLP", bounds="[1, inf)")
+    dropout: float = param(0.1, "dropout inside the resnet blocks while training", bounds="[0, 1)")
     activation: str = param("relu", "activation of the compact MLP (the resnet is ReLU only)",
                             choices=tuple(ACTIVATIONS))
     prediction: str = param("x0", "what the network predicts: the clean action (x0, loss "
                                   "||x0_hat - a||^2), the noise (eps, loss ||eps_hat - z||^2), or "
                                   "EDM's preconditioned residual (edm, loss ||x0_hat - a||^2 / c_out^2)",
                             choices=PREDICTIONS)
-    sigma_data: float = param(SIGMA_DATA, "EDM's scale of the clean actions (prediction = edm only)")
+    sigma_data: float = param(SIGMA_DATA, "EDM's scale of the clean actions (prediction = edm only)",
+                              bounds="(0, inf)")
     fourier_scale: float = param(1.0, "std of the random Fourier time-feature frequencies (the "
-                                      "authors' 30 measured worse at the cpu budget)")
+                                      "authors' 30 measured worse at the cpu budget)",
+                                 bounds="(0, inf)")
     ema: float = param(0.999, "decay of the exponential moving average of the weights that "
-                              "becomes the saved model (0 = no average: the last weights)")
-    lr: float = param(3e-4, "AdamW learning rate")
-    lr_end: float = param(1e-5, "learning rate at the end of the cosine schedule")
-    weight_decay: float = param(0.01, "AdamW weight decay")
-    batch_size: int = param(512, "transitions per step (each model sees the same rows)")
-    steps: int = param(100_000, "optimizer steps (the authors train 2M)")
-    t_min: float = param(sde.T_MIN, "training draws t ~ U(t_min, 1)")
+                              "becomes the saved model (0 = no average: the last weights)",
+                       bounds="[0, 1)")
+    lr: float = param(3e-4, "AdamW learning rate", bounds="(0, inf)")
+    lr_end: float = param(1e-5, "learning rate at the end of the cosine schedule",
+                          bounds="[0, inf)")
+    weight_decay: float = param(0.01, "AdamW weight decay", bounds="[0, inf)")
+    batch_size: int = param(512, "transitions per step (each model sees the same rows)",
+                            bounds="[1, inf)")
+    steps: int = param(100_000, "optimizer steps (the authors train 2M)", bounds="[1, inf)")
+    t_min: float = param(sde.T_MIN, "training draws t ~ U(t_min, 1)", bounds="(0, 1)")
     cond_noise: float = param(0.2, "std of Gaussian noise added to the earlier agents' actions in "
                                    "the sequential models' conditions while training (0 = none; "
-                                   "0.2 measured best, results/README.md)")
-    sample_steps: int = param(15, "solver steps per agent when sampling")
+                                   "0.2 measured best, results/README.md)", bounds="[0, inf)")
+    sample_steps: int = param(15, "solver steps per agent when sampling", bounds="[1, inf)")
     solver: str = param("dpm2", "sampler", choices=sde.SOLVERS)
 
 

@@ -36,6 +36,26 @@ def _formatter(prog):
     return _DefaultsFormatter(prog, max_help_position=40, width=100)
 
 
+def _int_at_least(low: int):
+    """argparse type: an int >= low (a count of 0 would give empty statistics, not an error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def _output_file(path: str | None, flag: str) -> None:
+    """Refuse an output path that is a directory before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"{flag} {path}: is a directory; give a file path in it")
+
+
 # --------------------------------------------------------------------------- bandit
 
 def cmd_bandit(args) -> int:
@@ -95,9 +115,18 @@ def cmd_evaluate(args) -> int:
     from scoredec.rollout import evaluate
 
     if args.behaviour:
+        if args.env:
+            raise ValueError("--behaviour judges the behaviour model on a built-in task; --env "
+                             "evaluates the actors on your environment: pass one")
         return cmd_evaluate_behaviour(args)
     if args.data:
         raise ValueError("--data is the behaviour report's dataset: it needs --behaviour")
+    _output_file(args.out, "--out")
+    if args.env:
+        return cmd_evaluate_env(args)
+    if args.reference_random is not None or args.reference_expert is not None:
+        raise ValueError("--reference-random/--reference-expert go with --env (the built-in tasks "
+                         "have their own reference returns)")
     device = resolve_device(args.device)
     actors, meta = load_actors(Path(args.run), device)
     env_id = args.task or meta.get("env_id")
@@ -117,6 +146,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_env(args) -> int:
+    """`evaluate RUN --env MODULE:FACTORY`: decentralized rollout on the user's PettingZoo env."""
+    from scoredec.evaluation import describe_result, evaluate_env
+    from scoredec.io import atomic_write_json
+    from scoredec.pipeline import resolve_device
+
+    if args.task:
+        raise ValueError("--task names a built-in environment; --env brings your own: pass one")
+    refs = (args.reference_random, args.reference_expert)
+    if (refs[0] is None) != (refs[1] is None):
+        raise ValueError("pass both --reference-random and --reference-expert (or neither: raw "
+                         "returns)")
+    reference = None if refs[0] is None else {"random": refs[0], "expert": refs[1]}
+    result = evaluate_env(args.run, args.env, episodes=EVALUATE_EPISODES if args.episodes is None
+                          else args.episodes, num_envs=1 if args.envs is None else args.envs,
+                          seed=args.seed, device=resolve_device(args.device),
+                          reference_returns=reference, team_return=args.team_return,
+                          max_steps=args.max_steps)
+    result["run"] = str(args.run)
+    print(describe_result(result, args.env))
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation.json"
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_evaluate_behaviour(args) -> int:
     """`evaluate RUN --behaviour`: the stage-1 report of the run's behaviour model."""
     from scoredec.behaviour_report import behaviour_report, render_report
@@ -124,6 +179,7 @@ def cmd_evaluate_behaviour(args) -> int:
     from scoredec.io import atomic_write_json
     from scoredec.pipeline import load_product, product_stem, resolve_device
 
+    _output_file(args.out, "--out")
     run = Path(args.run)
     stem = product_stem(run, "behavior")
     if not is_complete(stem):
@@ -148,6 +204,26 @@ def cmd_evaluate_behaviour(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- export
+
+def cmd_export(args) -> int:
+    from scoredec.export import export_run
+
+    doc = export_run(args.run, args.format, args.out)
+    for agent in doc["agents"]:
+        print(f"agent {agent['index']} {agent['name']}: {Path(args.out) / agent['file']} "
+              f"(obs [batch, {agent['input']['shape'][1]}] -> action [batch, "
+              f"{agent['output']['shape'][1]}] in [-1, 1])")
+    parity = doc["parity"]
+    if parity["checked"]:
+        print(f"parity with the PyTorch actors: max |difference| {parity['max_abs_error']:.1e} "
+              f"on {parity['rows']} random observations (tolerance {parity['tolerance']:g})")
+    else:
+        print(f"parity not checked: {parity['reason']}")
+    print(f"wrote {Path(args.out) / 'actors.json'}")
+    return 0
+
+
 # --------------------------------------------------------------------------- sample
 
 def cmd_sample(args) -> int:
@@ -159,6 +235,7 @@ def cmd_sample(args) -> int:
     from scoredec.io import atomic_output
     from scoredec.pipeline import load_product, resolve_device
 
+    _output_file(args.out, "--out")
     device = resolve_device(args.device)
     product = load_product(Path(args.run), "behavior", device)
     behavior, spec, cfg = product.module, product.spec, product.config
@@ -200,6 +277,7 @@ def cmd_data_import_omar(args) -> int:
     from scoredec.data.omar import omar_to_hdf5
     from scoredec.locks import output_lock
 
+    _output_file(args.out, "--out")
     with output_lock(args.out):   # the file and its card of one writer
         ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
         remove_card(args.out)
@@ -213,6 +291,7 @@ def cmd_data_make(args) -> int:
     from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
     from scoredec.datagen.factory import make_dataset_file
 
+    _output_file(args.out, "--out")
     start = time.perf_counter()
     ds = make_dataset_file(args.task, args.quality, args.out, episodes=args.episodes,
                            seed=args.seed, progress=not args.quiet)
@@ -414,12 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "refused). Flags override the --config YAML.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs")
-    p.add_argument("--data", required=True, help="dataset file (.h5, scoredec schema)")
+    p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
     p.add_argument("--resume", action="store_true",
                    help="continue stages from their last checkpoint (exactly)")
-    p.add_argument("--budget", type=int, help="stop after this many optimizer steps (resume later)")
+    p.add_argument("--budget", type=_int_at_least(1),
+                   help="stop after this many optimizer steps (resume later)")
     p.add_argument("--allow-data-change", action="store_true",
                    help="reopen a run although its dataset's content (SHA-256, recorded in "
                         "RUN/run.json) changed since it started; without it that is an error")
@@ -444,20 +524,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "t and sample spread vs the data, per agent; writes "
                         "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the dataset's)")
-    p.add_argument("--episodes", type=int,
+    from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
+    p.add_argument("--env", metavar="MODULE:FACTORY",
+                   help="your own environment instead of a built-in task: a function (in an "
+                        "importable module or FILE.py) returning a PettingZoo ParallelEnv or a "
+                        "list of them; each agent's actor sees only its own observation, actions "
+                        "are mapped onto each agent's Box bounds (docs/own_environment.md)")
+    p.add_argument("--reference-random", type=float, metavar="R",
+                   help="with --env: the return of a random policy, for a normalized score "
+                        "(with --reference-expert; without both, returns are reported raw)")
+    p.add_argument("--reference-expert", type=float, metavar="R",
+                   help="with --env: the return of an expert policy (normalized score 100)")
+    p.add_argument("--team-return", choices=TEAM_RETURNS, default="mean",
+                   help="with --env: an episode's return sums over steps the mean (or the sum) "
+                        "of the agents' rewards")
+    p.add_argument("--max-steps", type=_int_at_least(1), default=MAX_STEPS,
+                   help="with --env: an episode still running after this many steps is an error")
+    p.add_argument("--episodes", type=_int_at_least(1),
                    help=f"evaluation episodes (when not given: {EVALUATE_EPISODES}; with "
                         f"--behaviour {default_episodes('spread')} on MPE, "
                         f"{default_episodes('halfcheetah-2x3')} on MaMuJoCo)")
-    p.add_argument("--envs", type=int, help=f"environments stepped in parallel (when not given: "
-                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100))")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--envs", type=_int_at_least(1), help=f"environments stepped in parallel (when not given: "
+                                            f"{EVALUATE_ENVS}; with --behaviour min(episodes, 100); "
+                                            "with --env 1, episodes one after another)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="seed of the first round of episodes (with --behaviour also of its rows "
                         "and samples)")
     p.add_argument("--data", help="with --behaviour: the dataset whose rows it is judged on "
                                   "(default: the run's)")
-    p.add_argument("--rows", type=int, default=REPORT_ROWS,
+    p.add_argument("--rows", type=_int_at_least(1), default=REPORT_ROWS,
                    help="with --behaviour: dataset rows of the error and spread tables")
-    p.add_argument("--samples", type=int, default=REPORT_SAMPLES,
+    p.add_argument("--samples", type=_int_at_least(2), default=REPORT_SAMPLES,
                    help="with --behaviour: samples per observation for the within-observation "
                         "spread")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
@@ -465,22 +562,38 @@ def build_parser() -> argparse.ArgumentParser:
                                  "RUN/behaviour_report.json)")
     p.set_defaults(func=cmd_evaluate)
 
+    from scoredec.export import FORMATS
+    p = sub.add_parser("export", formatter_class=_formatter,
+                       help="write each agent's actor as an ONNX or TorchScript file",
+                       description="One file per agent (obs [batch, obs_dim] float32 -> action "
+                                   "[batch, act_dim] in [-1, 1], input normalization included) "
+                                   "and actors.json describing them, for decentralized "
+                                   "deployment; the files are checked against the PyTorch "
+                                   "actors on random observations. ONNX needs "
+                                   "scoredec[export].")
+    p.add_argument("run", help="run directory with actors.safetensors")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS), help="file format")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("sample", formatter_class=_formatter,
                        help="draw joint actions from a run's behaviour model",
                        description="Sequential ancestral sampling a_0 ~ mu_0(.|o_0), a_1 ~ mu_1(.|o_1, a_0)"
                                    ", ... on observations drawn from a dataset.")
     p.add_argument("run", help="run directory with behavior.safetensors")
     p.add_argument("--data", help="dataset whose observations condition the samples (default: the run's)")
-    p.add_argument("--count", type=int, default=1000, help="joint samples")
-    p.add_argument("--steps", type=int, help="solver steps per agent (default: the run's config)")
+    p.add_argument("--count", type=_int_at_least(1), default=1000, help="joint samples")
+    p.add_argument("--steps", type=_int_at_least(1),
+                   help="solver steps per agent (default: the run's config)")
     p.add_argument("--solver", choices=SOLVERS, help="solver (default: the run's config)")
-    p.add_argument("--seed", type=int, default=0, help="seed of observations and noise")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of observations and noise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
     p.add_argument("--out", help="write the samples as .npy [count, agents, act_max]")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("data", formatter_class=_formatter, help="dataset files: make, inspect, import",
-                       description="Inspect and import datasets in the scoredec HDF5 schema.")
+                       description="Make, inspect and import datasets in the scoredec HDF5 format "
+                                   "(docs/dataset_schema.md).")
     data = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data.add_parser("info", formatter_class=_formatter, help="print a dataset's card",
                         description="Prints the card next to the file (FILE.card.json), or "
@@ -510,10 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "`scoredec data train-behaviour TASK` first)")
     q.add_argument("quality", choices=QUALITIES, help="behaviour policy level")
     q.add_argument("--out", required=True, help="output dataset file (.h5)")
-    q.add_argument("--episodes", type=int,
+    q.add_argument("--episodes", type=_int_at_least(1),
                    help="25-step episodes; None = the quality's size (" + ", ".join(
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
-    q.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every random draw")
     q.set_defaults(func=cmd_data_make)
     q = data.add_parser("train-behaviour", formatter_class=_formatter,
                         help="train MaMuJoCo behaviour policies online (TD3), resumable",
@@ -522,9 +635,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "$SCOREDEC_CACHE/behaviour/TASK/ (default ~/.cache/scoredec).")
     q.add_argument("task", choices=MAMUJOCO_TASKS, help="MaMuJoCo layout")
     q.add_argument("--out", help="checkpoint directory (default: the cache's TASK/train)")
-    q.add_argument("--total-steps", type=int, default=1_000_000, help="env steps of the whole run")
-    q.add_argument("--budget-steps", type=int, help="stop this call after N more steps (resume later)")
-    q.add_argument("--seed", type=int, default=0, help="run seed")
+    q.add_argument("--total-steps", type=_int_at_least(1), default=1_000_000,
+                   help="env steps of the whole run")
+    q.add_argument("--budget-steps", type=_int_at_least(1),
+                   help="stop this call after N more steps (resume later)")
+    q.add_argument("--seed", type=_int_at_least(0), default=0, help="run seed")
     q.set_defaults(func=cmd_data_train_behaviour)
 
     p = sub.add_parser("bench", formatter_class=_formatter,
@@ -584,8 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors that are the user's input, not a bug: one line, no traceback (unless --traceback).
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+# Errors that are the user's input or the file system's answer, not a bug: one line, no
+# traceback (unless --traceback). OSError covers a path that is a directory, a full disk, a
+# permission; its message names the path.
+USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError)
 
 
 def main(argv: list[str] | None = None) -> int:

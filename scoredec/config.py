@@ -40,6 +40,8 @@ from scoredec.io import atomic_write_text
 
 __all__ = [
     "ConfigError",
+    "FieldError",
+    "Interval",
     "param",
     "config_from_dict",
     "config_to_dict",
@@ -55,18 +57,81 @@ class ConfigError(ValueError):
     """A config value or file is invalid; the message names the dotted key and the file."""
 
 
+class FieldError(ValueError):
+    """Raised by a config's ``__post_init__`` when fields disagree (``t_min >= t_max``): names
+    the field; loading adds the section's dotted prefix and the file."""
+
+    def __init__(self, field: str, text: str) -> None:
+        super().__init__(f"{field} {text}")   # read on its own, e.g. when built in code
+        self.field, self.text = field, text
+
+
 _MISSING = dataclasses.MISSING
 
+SEED_BOUNDS = "[0, 4294967295]"
+"""The bounds of every seed field: what numpy's and torch's generators both take (uint32)."""
 
-def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = None) -> Any:
+
+class Interval:
+    """The allowed range of a numeric field, written as in mathematics: ``"[1, inf)"``,
+    ``"(0, 1]"``, ``"(-inf, inf)"`` (any finite number). NaN is never inside; infinity only
+    at a closed infinite end, which no field uses."""
+
+    _FORM = re.compile(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*")
+
+    def __init__(self, text: str) -> None:
+        m = self._FORM.fullmatch(text)
+        if not m:
+            raise TypeError(f"bounds must look like '[1, inf)' or '(0, 1]', got {text!r}")
+        self.low_closed, self.high_closed = m.group(1) == "[", m.group(4) == "]"
+        try:
+            self.low, self.high = float(m.group(2)), float(m.group(3))
+        except ValueError:
+            raise TypeError(f"bounds ends must be numbers or inf, got {text!r}") from None
+        if not self.low <= self.high:
+            raise TypeError(f"bounds {text!r} are empty")
+        self.text = f"{m.group(1)}{m.group(2)}, {m.group(3)}{m.group(4)}"
+
+    def __contains__(self, value: float) -> bool:
+        low_ok = value >= self.low if self.low_closed else value > self.low
+        high_ok = value <= self.high if self.high_closed else value < self.high
+        return low_ok and high_ok   # False for NaN: every comparison with NaN is False
+
+    def describe(self) -> str:
+        """'>= 1', '> 0', 'a finite number' or 'in (0, 1]': what an error message asks for."""
+        low_inf, high_inf = math.isinf(self.low), math.isinf(self.high)
+        if low_inf and high_inf:
+            return "a finite number"
+        if high_inf:
+            return f"{'>=' if self.low_closed else '>'} {_number(self.low)}"
+        if low_inf:
+            return f"{'<=' if self.high_closed else '<'} {_number(self.high)}"
+        return f"in {self.text}"
+
+    def __repr__(self) -> str:
+        return f"Interval({self.text!r})"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def param(default: Any = _MISSING, help: str = "", *, choices: tuple | None = None,
+          bounds: str | None = None) -> Any:
     """Declare a config field with its default, its help text and optional allowed values.
+
+    choices: the allowed values; bounds: the allowed range of a numeric field (each element
+    of a tuple field), e.g. ``"[1, inf)"`` or ``"(0, 1]"`` (see :class:`Interval`). Every
+    int and float field has bounds (tests/test_config.py checks it), so a value out of range
+    is a ConfigError naming its key wherever it comes from (YAML, dict, command line).
 
     Mutable defaults (list, dict, set, dataclass instances) are copied per instance through a
     ``default_factory``; a dataclass *class* as default means "its default instance".
     """
     if not help:
         raise TypeError("param() needs a help text: it is the --help line and the YAML's documentation")
-    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None}
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
+                "bounds": Interval(bounds) if bounds is not None else None}
     if isinstance(default, type) and dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=default, metadata=metadata)
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
@@ -212,6 +277,12 @@ def _check(value: Any, field: dataclasses.Field, tp: Any, key: str, where: str) 
             if item not in choices:
                 allowed = ", ".join(map(repr, choices))
                 raise ConfigError(_msg(where, key, f"expected one of {allowed}, got {item!r}"))
+    bounds = field.metadata.get("bounds")
+    if bounds is not None and out is not None:
+        items = out if isinstance(out, (tuple, list)) else (out,)
+        for item in items:
+            if item is not None and item not in bounds:
+                raise ConfigError(_msg(where, key, f"must be {bounds.describe()}, got {item!r}"))
     return out
 
 
@@ -244,6 +315,8 @@ def _from_dict(cls: type, data: Any, *, where: str, prefix: str) -> Any:
         kwargs[name] = _check(data[name], f, hints[name], key, where)
     try:
         return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(_msg(where, f"{prefix}{e.field}", e.text)) from None
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
@@ -314,6 +387,13 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what is wrong and where (its own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def load_config(cls: type, path: str | os.PathLike) -> Any:
     """Read a YAML file into ``cls``; every error names the file."""
     path = Path(path)
@@ -324,7 +404,7 @@ def load_config(cls: type, path: str | os.PathLike) -> Any:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
     if data is None:
         data = {}
     return config_from_dict(cls, data, where=str(path))
@@ -505,6 +585,8 @@ def apply_arguments(cfg: Any, namespace: argparse.Namespace, prefix: str = "") -
         return cfg
     try:
         return dataclasses.replace(cfg, **changes)
+    except FieldError as e:
+        raise ConfigError(_msg("command line", f"{prefix}{e.field}", e.text)) from None
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

@@ -27,14 +27,15 @@ CRITIC_SCOPES = ("joint", "local")
 class CriticConfig:
     """IQL critic (stage 1b)."""
 
-    hidden: int = param(256, "width of the Q and V MLPs")
-    layers: int = param(2, "hidden layers of the Q and V MLPs")
-    lr: float = param(3e-4, "Adam learning rate for Q and V")
-    batch_size: int = param(1024, "transitions per step")
-    gamma: float = param(0.99, "discount")
-    expectile: float = param(0.7, "IQL expectile tau for V (0.5 = mean; the paper uses 0.5-0.9)")
-    polyak: float = param(0.005, "target network update rate")
-    steps: int = param(100_000, "optimizer steps")
+    hidden: int = param(256, "width of the Q and V MLPs", bounds="[1, inf)")
+    layers: int = param(2, "hidden layers of the Q and V MLPs", bounds="[1, inf)")
+    lr: float = param(3e-4, "Adam learning rate for Q and V", bounds="(0, inf)")
+    batch_size: int = param(1024, "transitions per step", bounds="[1, inf)")
+    gamma: float = param(0.99, "discount", bounds="[0, 1]")
+    expectile: float = param(0.7, "IQL expectile tau for V (0.5 = mean; the paper uses 0.5-0.9)",
+                             bounds="(0, 1)")
+    polyak: float = param(0.005, "target network update rate", bounds="(0, 1]")
+    steps: int = param(100_000, "optimizer steps", bounds="[1, inf)")
 
 
 class IQLCritic(nn.Module):

@@ -24,11 +24,13 @@ import torch
 from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage, legacy_defaults
 from scoredec.captured import CAPTURE_MODES, CapturedStep
-from scoredec.checkpoint import is_complete, load_checkpoint, save_checkpoint
-from scoredec.config import config_from_dict, config_to_dict, param
+from scoredec.checkpoint import CheckpointError, is_complete, load_checkpoint, save_checkpoint
+from scoredec.config import (SEED_BOUNDS, FieldError, config_from_dict, config_to_dict, param,
+                             validate_config)
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.fingerprint import file_sha256
 from scoredec.data.hdf5 import read_dataset
+from scoredec.data.schema import DatasetError
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
 from scoredec.registry import family, variant
@@ -45,11 +47,12 @@ STAGES = ("behavior", "critic", "policy")
 class RunConfig:
     """Fields every method's run has (TrainConfig and the baselines' configs extend it)."""
 
-    seed: int = param(0, "seed of every generator, set before any network is built")
+    seed: int = param(0, "seed of every generator, set before any network is built",
+                      bounds=SEED_BOUNDS)
     device: str = param("auto", "cpu, cuda, or auto (cuda when available)",
                         choices=("auto", "cpu", "cuda"))
-    log_every: int = param(1000, "steps between metric records")
-    checkpoint_every: int = param(10_000, "steps between resumable checkpoints")
+    log_every: int = param(1000, "steps between metric records", bounds="[1, inf)")
+    checkpoint_every: int = param(10_000, "steps between resumable checkpoints", bounds="[1, inf)")
 
 
 @dataclass
@@ -59,7 +62,7 @@ class TrainConfig(RunConfig):
     method: str = param("omsd", "stage-2 method (brpo-jal is a centralized oracle)",
                         choices=family())
     order: tuple[int, ...] | None = param(None, "agent order of the sequential decomposition "
-                                                "(default 0..n-1)")
+                                                "(default 0..n-1)", bounds="[0, inf)")
     capture: str = param("none", "run the behaviour and policy steps eagerly (none), through "
                                  "torch.compile (compile), or as one CUDA graph per step (graph, "
                                  "GPU only); the same noise draws either way",
@@ -67,6 +70,11 @@ class TrainConfig(RunConfig):
     behavior: BehaviorConfig = param(BehaviorConfig, "behaviour score models (stage 1a)")
     critic: CriticConfig = param(CriticConfig, "IQL critic (stage 1b)")
     policy: PolicyConfig = param(PolicyConfig, "actors (stage 2)")
+
+    def __post_init__(self):
+        # Whether the order covers 0..n-1 depends on the data; a repeat is wrong for any data.
+        if self.order is not None and len(set(self.order)) != len(self.order):
+            raise FieldError("order", f"names an agent twice: {list(self.order)}")
 
 
 def saved_train_config(saved: dict) -> dict:
@@ -140,13 +148,45 @@ def save_actors(run: Path, actors: Actors, meta: dict) -> None:
                     meta=meta)
 
 
+def check_run_path(run: str | Path) -> None:
+    """Refuse a run path that names a file: it can be neither read nor created as a run."""
+    if Path(run).exists() and not Path(run).is_dir():
+        raise ValueError(f"{run}: is a file, not a run directory")
+
+
+def _product_meta(stem: Path, sections: tuple[str, ...]) -> dict:
+    """The meta of a finished product's JSON, with the mappings `sections` it is rebuilt from;
+    a damaged JSON is a CheckpointError naming it (load_checkpoint then checks the weights)."""
+    path = Path(f"{stem}.json")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); the product is damaged") from None
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    for name in sections:
+        if not isinstance(meta, dict) or not isinstance(meta.get(name), dict):
+            raise CheckpointError(f"{path}: its meta has no '{name}' mapping; the product is damaged")
+    return meta
+
+
+def _rebuild(stem: Path, build: Callable[[], object]):
+    """build() from a product's stored description; a description that does not build is a
+    CheckpointError naming the JSON, not a traceback from deep inside a constructor."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{stem}.json: cannot rebuild the module from its description "
+                              f"({type(e).__name__}: {e}); the product is damaged") from None
+
+
 def load_actors(run: Path, device: torch.device | str = "cpu") -> tuple[Actors, dict]:
     """The final actors of any method's run, rebuilt from their description: (actors, meta)."""
+    check_run_path(run)
     stem = product_stem(run, "policy")
     if not is_complete(stem):
         raise FileNotFoundError(f"{stem}.json: run {run} has no finished actors")
-    meta = json.loads(Path(f"{stem}.json").read_text())["meta"]
-    actors = Actors.from_description(meta["actors"])
+    meta = _product_meta(stem, ("actors",))
+    actors = _rebuild(stem, lambda: Actors.from_description(meta["actors"]))
     load_checkpoint(stem, modules={"policy": actors}, global_rng=False)
     return actors.to(device).eval(), meta
 
@@ -164,13 +204,14 @@ class Product:
 
 def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> Product:
     """Rebuild and load a finished stage's module from <run>/<name>.safetensors + .json."""
+    check_run_path(run)
     stem = product_stem(run, stage)
     if not is_complete(stem):
         raise FileNotFoundError(f"{stem}.json: stage '{stage}' has not finished in run {run}")
-    meta = json.loads(Path(f"{stem}.json").read_text())["meta"]
+    meta = _product_meta(stem, ("config", "spec"))
     cfg = config_from_dict(TrainConfig, saved_train_config(meta["config"]), where=f"{stem}.json")
-    spec = spec_from_meta(meta["spec"])
-    module = BUILDERS[stage](spec, cfg)
+    spec = _rebuild(stem, lambda: spec_from_meta(meta["spec"]))
+    module = _rebuild(stem, lambda: BUILDERS[stage](spec, cfg))
     load_checkpoint(stem, modules={stage: module}, global_rng=False)
     return Product(module.to(device), spec, cfg, meta)
 
@@ -185,7 +226,8 @@ class OpenRun:
     path: Path
     run: RunDir
     data: OfflineData
-    origin: dict          # {"data": absolute path, "data_sha256", "env_id"}, saved with the products
+    origin: dict          # {"data": absolute path, "data_sha256", "env_id", "agent_names"},
+                          # saved with the products
     device: torch.device
     data_changed_from: str | None = None   # the hash run.json held, when allowed to differ
 
@@ -204,12 +246,22 @@ class OpenRun:
         self.close()
 
 
-def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str, *,
+def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str,
+             batch_sizes: dict[str, int] | None = None, *,
              allow_data_change: bool = False) -> OpenRun:
     """Read and validate the dataset, then open (or reopen, same config and same dataset
-    content only) the run dir under its lock, clearing what a killed writer left there."""
+    content only) the run dir under its lock, clearing what a killed writer left there.
+
+    batch_sizes: {dotted config key: batch size} of the stages to run; a dataset with fewer
+    rows than one of them is refused (every minibatch would repeat rows)."""
     device = resolve_device(device)
+    check_run_path(run_path)
     dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
+    for key, size in (batch_sizes or {}).items():
+        if dataset.n_transitions < size:
+            raise DatasetError(str(data_path), None,
+                               f"{dataset.n_transitions} row(s), fewer than {key} = {size} (every "
+                               f"minibatch would repeat rows: use more data or a smaller {key})")
     data_abs = str(Path(data_path).resolve())
     sha256 = file_sha256(data_path)
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
@@ -220,9 +272,9 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     except BaseException:
         run.close()
         raise
-    return OpenRun(Path(run_path), run, data,
-                   {"data": data_abs, "data_sha256": sha256, "env_id": dataset.env_id}, device,
-                   changed_from)
+    origin = {"data": data_abs, "data_sha256": sha256, "env_id": dataset.env_id,
+              "agent_names": list(dataset.agent_names)}
+    return OpenRun(Path(run_path), run, data, origin, device, changed_from)
 
 
 def refuse_silent_restart(opened: OpenRun, stage: str, resume: bool) -> None:
@@ -300,12 +352,14 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
     budget: at most that many optimizer steps in this call, over all stages (a time-limited
     sitting: it checkpoints where it stops; resume=True continues). A run is tied to its
     dataset's content: reopening it on changed data raises unless allow_data_change."""
+    validate_config(cfg)   # a config built in code gets the checks a YAML file gets
     wanted = stages_for(cfg.method) if stages is None else stages
     for stage in wanted:
         if stage not in stages_for(cfg.method):
             raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
                              f"{stages_for(cfg.method)}")
     with open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device,
+                  batch_sizes={f"{s}.batch_size": getattr(cfg, s).batch_size for s in wanted},
                   allow_data_change=allow_data_change) as opened:
         # Every stage has its own seed so that running stages separately or together, stopped
         # or not, gives the same networks.

@@ -25,7 +25,7 @@ from torch import Tensor
 from scoredec import sde
 from scoredec.actors import Actors, squared_error
 from scoredec.behavior import BehaviorModel
-from scoredec.config import param
+from scoredec.config import FieldError, param
 from scoredec.critic import IQLCritic
 from scoredec.estimator import T_DRAWS, WEIGHTINGS, TimeDraw, score_weight
 from scoredec.registry import variant
@@ -41,11 +41,12 @@ class PolicyConfig:
     """Actors (stage 2)."""
 
     beta: float = param(0.05, "weight of the critic's action gradient; small = strong behaviour "
-                              "regularization (expert data ~0.001-0.005, random data ~0.3-0.5)")
+                              "regularization (expert data ~0.001-0.005, random data ~0.3-0.5)",
+                        bounds="[0, inf)")
     weighting: str = param("score", "w(t) of the score term: score = alpha_t/sigma_t (mode-seeking),"
                                     " vds = sigma_t^2 (SRPO), stable = 1", choices=WEIGHTINGS)
-    t_min: float = param(0.02, "the score term draws t in [t_min, t_max]")
-    t_max: float = param(0.98, "the score term draws t in [t_min, t_max]")
+    t_min: float = param(0.02, "the score term draws t in [t_min, t_max]", bounds="(0, 1)")
+    t_max: float = param(0.98, "the score term draws t in [t_min, t_max]", bounds="(0, 1]")
     t_draw: str = param("importance", "how t is drawn: importance = in proportion to each row's "
                                       "pull w(t) alpha_t/sigma_t, reweighted (the same objective, "
                                       "equal row weights); uniform = U(t_min, t_max), weight w(t)",
@@ -53,12 +54,16 @@ class PolicyConfig:
     subtract_noise: bool = param(True, "use eps - z in the score term (SRPO's control variate: "
                                        "same expectation, far less variance)")
     normalize_guidance: bool = param(False, "divide each agent's Q gradient by its RMS")
-    hidden: int = param(256, "actor MLP width")
-    layers: int = param(2, "actor MLP hidden layers")
-    lr: float = param(3e-4, "Adam learning rate")
-    lr_end: float = param(0.0, "learning rate at the end of the cosine schedule")
-    batch_size: int = param(512, "observations per step")
-    steps: int = param(100_000, "optimizer steps")
+    hidden: int = param(256, "actor MLP width", bounds="[1, inf)")
+    layers: int = param(2, "actor MLP hidden layers", bounds="[1, inf)")
+    lr: float = param(3e-4, "Adam learning rate", bounds="(0, inf)")
+    lr_end: float = param(0.0, "learning rate at the end of the cosine schedule", bounds="[0, inf)")
+    batch_size: int = param(512, "observations per step", bounds="[1, inf)")
+    steps: int = param(100_000, "optimizer steps", bounds="[1, inf)")
+
+    def __post_init__(self):
+        if self.t_min >= self.t_max:
+            raise FieldError("t_min", f"must be below t_max = {self.t_max}, got {self.t_min}")
 
 
 def critic_action_gradient(critic: IQLCritic, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -11,6 +14,8 @@ import pytest
 
 from scoredec.config import (
     ConfigError,
+    FieldError,
+    Interval,
     add_config_arguments,
     apply_arguments,
     config_from_dict,
@@ -230,3 +235,116 @@ def test_validate_config_checks_defaults():
 
     with pytest.raises(ConfigError, match="key 'steps': expected int"):
         validate_config(Bad())
+
+
+# ----------------------------------------------------------------------------- bounds
+
+
+@dataclass(frozen=True)
+class Ranged:
+    steps: int = param(10, "optimizer steps", bounds="[1, inf)")
+    rate: float = param(0.5, "a rate", bounds="(0, 1]")
+    shift: float = param(0.0, "any finite number", bounds="(-inf, inf)")
+    order: Optional[tuple[int, ...]] = param(None, "agent order", bounds="[0, inf)")
+    low: float = param(0.1, "lower end", bounds="(0, 1)")
+    high: float = param(0.9, "upper end", bounds="(0, 1)")
+
+    def __post_init__(self) -> None:
+        if self.low >= self.high:
+            raise FieldError("low", f"must be below high = {self.high}, got {self.low}")
+
+
+@pytest.mark.parametrize("text, inside, outside", [
+    ("[1, inf)", [1, 2, 10**9], [0, -1, math.inf, math.nan]),
+    ("(0, 1]", [1e-12, 0.5, 1.0], [0.0, 1.0000001, math.nan, -math.inf]),
+    ("(-inf, inf)", [-1e300, 0.0, 1e300], [math.inf, -math.inf, math.nan]),
+    ("[0, 4294967295]", [0, 4294967295], [-1, 4294967296]),
+])
+def test_interval_membership(text, inside, outside):
+    interval = Interval(text)
+    assert all(v in interval for v in inside)
+    assert not any(v in interval for v in outside)
+
+
+@pytest.mark.parametrize("text", ["1, inf", "[1; 2]", "[a, 2]", "[2, 1]", ""])
+def test_malformed_bounds_fail_at_declaration(text):
+    with pytest.raises(TypeError, match="bounds"):
+        param(1, "x", bounds=text)
+
+
+@pytest.mark.parametrize("data, key, text", [
+    ({"steps": 0}, "steps", "must be >= 1, got 0"),
+    ({"rate": 0}, "rate", "must be in (0, 1], got 0.0"),
+    ({"rate": math.nan}, "rate", "must be in (0, 1], got nan"),
+    ({"shift": math.inf}, "shift", "must be a finite number, got inf"),
+    ({"order": [0, -2]}, "order", "must be >= 0, got -2"),
+    ({"low": 0.95}, "low", "must be below high = 0.9, got 0.95"),
+])
+def test_out_of_range_names_file_and_key(data, key, text):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(Ranged, data, where="c.yaml")
+    assert str(info.value) == f"c.yaml: key '{key}': {text}"
+
+
+def test_out_of_range_flags_name_the_key():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Ranged)
+    with pytest.raises(ConfigError, match=r"^command line: key 'steps': must be >= 1, got -5$"):
+        apply_arguments(Ranged(), parser.parse_args(["--steps", "-5"]))
+    with pytest.raises(ConfigError, match=r"^command line: key 'low': must be below high"):
+        apply_arguments(Ranged(), parser.parse_args(["--low", "0.95"]))
+    assert apply_arguments(Ranged(), parser.parse_args(["--order", "none"])).order is None
+
+
+def test_field_error_in_a_section_gets_the_dotted_key(tmp_path):
+    @dataclass(frozen=True)
+    class Outer:
+        inner: Ranged = param(Ranged, "a section")
+
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  low: 0.5\n  high: 0.4\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: key 'inner\.low': must be below high = 0\.4"):
+        load_config(Outer, path)
+
+
+def test_invalid_yaml_error_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inner: [1,\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Ranged, path)
+    assert "\n" not in str(info.value) and "line 2, column 1" in str(info.value)
+
+
+def _project_configs():
+    from scoredec.baselines.iql_awr import IQLConfig
+    from scoredec.baselines.macql import CQLConfig
+    from scoredec.baselines.matd3bc import TD3BCConfig
+    from scoredec.baselines.omar import OMARConfig
+    from scoredec.experiments.bandit import BanditConfig
+    from scoredec.pipeline import TrainConfig
+
+    return [TrainConfig, IQLConfig, CQLConfig, TD3BCConfig, OMARConfig, BanditConfig]
+
+
+def _numeric(tp) -> bool:
+    """int or float, possibly Optional or the element type of a tuple."""
+    if tp in (int, float):
+        return True
+    return any(_numeric(a) for a in typing.get_args(tp) if a is not Ellipsis)
+
+
+def _leaves(cls, prefix=""):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _leaves(tp, f"{prefix}{f.name}.")
+        else:
+            yield f"{cls.__name__}: {prefix}{f.name}", tp, f
+
+
+@pytest.mark.parametrize("cls", _project_configs(), ids=lambda c: c.__name__)
+def test_every_numeric_field_of_every_config_has_bounds(cls):
+    missing = [name for name, tp, f in _leaves(cls) if _numeric(tp) and f.metadata.get("bounds") is None]
+    assert not missing, f"numeric fields without bounds: {missing}"
+    assert validate_config(cls()) == cls()   # the defaults are inside their own bounds

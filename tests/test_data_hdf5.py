@@ -68,10 +68,11 @@ def test_round_trip_without_state_or_references(tmp_path):
     assert back.equals(ds) and back.state is None and back.reference_returns is None
 
 
-def test_empty_dataset_round_trips(tmp_path):
-    ds = make(T=0)
-    write_dataset(tmp_path / "d.h5", ds)
-    assert read_dataset(tmp_path / "d.h5").equals(ds)
+def test_empty_dataset_is_refused_and_not_written(tmp_path):
+    # Nothing can be learned from or described by zero rows: refused on write as on read.
+    with pytest.raises(DatasetError, match=r"d\.h5: field 'observations': has no rows"):
+        write_dataset(tmp_path / "d.h5", make(T=0))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_converts_float64_and_int_flags(tmp_path):
@@ -293,3 +294,60 @@ def test_bad_file_names_field(tmp_path, edit, field, detail):
 def test_bad_compression_argument(tmp_path):
     with pytest.raises(ValueError, match="compression"):
         write_dataset(tmp_path / "d.h5", make(), compression="zstd")
+
+
+def test_value_limit_is_configurable(tmp_path, monkeypatch):
+    ds = make()
+    ds.rewards[4, 2] = 5e6
+    path = tmp_path / "d.h5"
+    with pytest.raises(DatasetError, match=r"field 'rewards': value 5e\+06 at row 4, agent 2 exceeds "
+                                           r"the limit \|x\| <= 1e\+06"):
+        write_dataset(path, ds)
+    write_dataset(path, ds, limit=1e7)
+    assert read_dataset(path, limit=1e7).equals(ds)
+    with pytest.raises(DatasetError, match="exceeds the limit"):
+        read_dataset(path)
+    monkeypatch.setenv("SCOREDEC_VALUE_LIMIT", "1e7")
+    assert read_dataset(path).equals(ds)
+    monkeypatch.setenv("SCOREDEC_VALUE_LIMIT", "-3")
+    with pytest.raises(ValueError, match="SCOREDEC_VALUE_LIMIT must be a positive finite number"):
+        read_dataset(path)
+
+
+def test_state_positions_are_row_and_column(tmp_path):
+    ds = make()
+    ds.state[3, 1] = np.inf
+    with pytest.raises(DatasetError, match=r"field 'state': non-finite value inf at row 3, column 1$"):
+        ds.validate()
+
+
+@pytest.mark.parametrize(
+    "edit, field, detail",
+    [
+        (lambda f: (f.__delitem__("rewards"),
+                    f.create_dataset("rewards", data=np.zeros((23, 3), np.float32), scaleoffset=4)),
+         "rewards", "uses the HDF5 filter"),
+        (lambda f: (f.__delitem__("rewards"),
+                    f.create_dataset("rewards", shape=(23, 3), dtype=np.float32)),
+         None, None),   # contiguous, never written: 276 bytes declared, allowed (tiny)
+        (lambda f: (f.__delitem__("state"), f.__delitem__("next_state"),
+                    f.create_dataset("state", shape=(23, 10**7), dtype=np.float32, chunks=(1, 4096)),
+                    f.create_dataset("next_state", shape=(23, 10**7), dtype=np.float32,
+                                     chunks=(1, 4096))),
+         "state", "declares 920000000 bytes"),
+        (lambda f: f.attrs.__setitem__("n_transitions", np.arange(3)), "n_transitions",
+         "expected a scalar attribute"),
+        (lambda f: f.attrs.__setitem__("env_id", b"\xff\xfe"), "env_id", "not UTF-8"),
+    ],
+)
+def test_storage_the_reader_will_not_touch(tmp_path, edit, field, detail):
+    path = tmp_path / "dataset.h5"
+    write_dataset(path, make())
+    _edit(path, edit)
+    if field is None:
+        # Unwritten small arrays read as zeros (the fill value): the schema, not the storage
+        # check, decides about them.
+        read_dataset(path)
+        return
+    with pytest.raises(DatasetError, match=rf"dataset\.h5: field '{field}': .*{detail}"):
+        read_dataset(path)

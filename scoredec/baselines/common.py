@@ -41,17 +41,17 @@ class BaselineConfig(RunConfig):
     """Fields every baseline run has (each method's config extends this). The defaults are
     CORL's (TD3+BC, IQL); a method with other published defaults sets them with `with_default`."""
 
-    critic_hidden: int = param(256, "critic MLP width")
-    critic_layers: int = param(2, "critic MLP hidden layers")
-    actor_hidden: int = param(256, "actor MLP width")
-    actor_layers: int = param(2, "actor MLP hidden layers")
-    critic_lr: float = param(3e-4, "Adam learning rate of the critics")
-    actor_lr: float = param(3e-4, "Adam learning rate of the actors")
-    batch_size: int = param(256, "transitions per step")
+    critic_hidden: int = param(256, "critic MLP width", bounds="[1, inf)")
+    critic_layers: int = param(2, "critic MLP hidden layers", bounds="[1, inf)")
+    actor_hidden: int = param(256, "actor MLP width", bounds="[1, inf)")
+    actor_layers: int = param(2, "actor MLP hidden layers", bounds="[1, inf)")
+    critic_lr: float = param(3e-4, "Adam learning rate of the critics", bounds="(0, inf)")
+    actor_lr: float = param(3e-4, "Adam learning rate of the actors", bounds="(0, inf)")
+    batch_size: int = param(256, "transitions per step", bounds="[1, inf)")
     steps: int = param(100_000, "training steps: critic steps, each with its actor step unless "
-                                "the method delays them")
-    gamma: float = param(0.99, "discount")
-    polyak: float = param(0.005, "target network update rate")
+                                "the method delays them", bounds="[1, inf)")
+    gamma: float = param(0.99, "discount", bounds="[0, 1]")
+    polyak: float = param(0.005, "target network update rate", bounds="(0, 1]")
 
 
 def with_default(name: str, value, cls: type = BaselineConfig):
@@ -82,7 +82,7 @@ def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_
     with cfg.seed: a finished run is skipped; a run with checkpoints needs resume=True.
     budget: at most that many steps in this call."""
     with open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
-                  cfg.device) as opened:
+                  cfg.device, batch_sizes={"batch_size": cfg.batch_size}) as opened:
 
         def build() -> tuple[Stage, Callable[[], None]]:
             stage = make_stage(opened.data.spec, cfg)

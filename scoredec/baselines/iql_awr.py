@@ -42,8 +42,10 @@ class IQLConfig(BaselineConfig):
     the actors' learning rate decays to 0 on a cosine)."""
 
     inverse_temperature: float = param(3.0, "beta in exp(beta A): larger = greedier (the IQL "
-                                            "paper's 'temperature', 3.0 on MuJoCo, 10 on AntMaze)")
-    max_weight: float = param(100.0, "clip of the advantage weight exp(beta A) (CORL EXP_ADV_MAX)")
+                                            "paper's 'temperature', 3.0 on MuJoCo, 10 on AntMaze)",
+                                       bounds="[0, inf)")
+    max_weight: float = param(100.0, "clip of the advantage weight exp(beta A) (CORL EXP_ADV_MAX)",
+                              bounds="(0, inf)")
     expectile: float = with_default("expectile", 0.7, CriticConfig)
 
     def critic_config(self) -> CriticConfig:

@@ -54,18 +54,22 @@ from scoredec.layout import AgentSpec
 class CQLConfig(ActorCriticConfig):
     """MA-CQL: per-agent CQL critics with TD3-style actors (defaults: OMAR main.py, MPE)."""
 
-    cql_alpha: float = param(1.0, "weight of the CQL penalty (OMAR: 0.5-5.0 by dataset)")
-    cql_samples: int = param(10, "sampled actions per observation in the log-sum-exp")
-    lse_temperature: float = param(1.0, "temperature T of the log-sum-exp")
+    cql_alpha: float = param(1.0, "weight of the CQL penalty (OMAR: 0.5-5.0 by dataset)",
+                             bounds="[0, inf)")
+    cql_samples: int = param(10, "sampled actions per observation in the log-sum-exp",
+                             bounds="[1, inf)")
+    lse_temperature: float = param(1.0, "temperature T of the log-sum-exp", bounds="(0, inf)")
     policy_samples: bool = param(False, "also put noisy policy actions at o and o' into the "
                                         "log-sum-exp (OMAR's MaMuJoCo setting)")
-    policy_sample_noise: float = param(0.2, "std of the noise on those policy actions")
+    policy_sample_noise: float = param(0.2, "std of the noise on those policy actions",
+                                       bounds="[0, inf)")
     critic_input_norm: bool = param(True, "BatchNorm on each critic head's input, as OMAR's "
                                           "networks (without it the actors saturate)")
     actor_input_norm: bool = param(False, "BatchNorm on each actor's input, as OMAR's networks "
                                           "(the evaluated actors use its running estimates)")
-    actor_l2: float = param(1e-3, "weight of mean pi(o)^2 in the actor loss")
-    grad_clip: float = param(0.5, "gradient-norm clip of each agent's critic and actor")
+    actor_l2: float = param(1e-3, "weight of mean pi(o)^2 in the actor loss", bounds="[0, inf)")
+    grad_clip: float = param(0.5, "gradient-norm clip of each agent's critic and actor",
+                             bounds="(0, inf)")
     # OMAR main.py's particle-task values where they differ from BaselineConfig's.
     gamma: float = with_default("gamma", 0.95)
     polyak: float = with_default("polyak", 0.01)

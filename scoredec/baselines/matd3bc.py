@@ -30,10 +30,11 @@ class TD3BCConfig(ActorCriticConfig):
     """MA-TD3+BC: per-agent TD3+BC (defaults: CORL td3_bc.py, BaselineConfig's). `steps`
     counts critic steps: the actors step every policy_delay of them."""
 
-    alpha: float = param(2.5, "Q-term scale: lambda = alpha / mean|Q| (larger = less BC)")
-    policy_noise: float = param(0.2, "std of the target policy smoothing noise")
-    noise_clip: float = param(0.5, "clip of the target policy smoothing noise")
-    policy_delay: int = param(2, "critic steps per actor and target update")
+    alpha: float = param(2.5, "Q-term scale: lambda = alpha / mean|Q| (larger = less BC)",
+                         bounds="[0, inf)")
+    policy_noise: float = param(0.2, "std of the target policy smoothing noise", bounds="[0, inf)")
+    noise_clip: float = param(0.5, "clip of the target policy smoothing noise", bounds="[0, inf)")
+    policy_delay: int = param(2, "critic steps per actor and target update", bounds="[1, inf)")
 
 
 class TD3BCStage(ActorCriticStage):

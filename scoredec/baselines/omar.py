@@ -38,7 +38,7 @@ from torch import Tensor
 
 from scoredec.baselines.common import action_mse, register
 from scoredec.baselines.macql import CQLConfig, CQLStage, repeat_rows
-from scoredec.config import param
+from scoredec.config import FieldError, param
 from scoredec.data.tensors import Batch
 
 
@@ -51,20 +51,21 @@ class OMARConfig(CQLConfig):
     main.py, MPE)."""
 
     coe: float = param(1.0, "weight of the regression onto the searched action (1 - coe: the "
-                            "policy-gradient term; OMAR: 0.1-1.0 by dataset)")
-    omar_iters: int = param(3, "iterations of the sampling search")
-    omar_samples: int = param(10, "actions sampled per observation and iteration")
-    omar_mu: float = param(0.0, "initial mean of the search distribution")
-    omar_sigma: float = param(2.0, "initial std of the search distribution")
+                            "policy-gradient term; OMAR: 0.1-1.0 by dataset)", bounds="[0, 1]")
+    omar_iters: int = param(3, "iterations of the sampling search", bounds="[1, inf)")
+    omar_samples: int = param(10, "actions sampled per observation and iteration",
+                              bounds="[1, inf)")
+    omar_mu: float = param(0.0, "initial mean of the search distribution", bounds="(-inf, inf)")
+    omar_sigma: float = param(2.0, "initial std of the search distribution", bounds="(0, inf)")
     search: str = param("softmax", "search update: softmax (OMAR's particle tasks) or cem "
                                    "(its MaMuJoCo branch: elites' mean and std)",
                         choices=SEARCHES)
-    omar_elites: int = param(5, "elites kept per iteration by the cem search")
+    omar_elites: int = param(5, "elites kept per iteration by the cem search", bounds="[1, inf)")
 
     def __post_init__(self):
         if self.search == "cem" and not 1 <= self.omar_elites <= self.omar_samples:
-            raise ValueError(f"omar_elites must be in [1, omar_samples = {self.omar_samples}] "
-                             f"for search='cem', got {self.omar_elites}")
+            raise FieldError("omar_elites", f"must be in [1, omar_samples = {self.omar_samples}] "
+                                            f"for search='cem', got {self.omar_elites}")
 
 
 def search_actions(critic_q1, obs: Tensor, act_mask: Tensor, cfg: OMARConfig,

@@ -1,6 +1,8 @@
 """Datasets: the schema (schema.py), its one on-disk format, HDF5 (hdf5.py), dataset cards
 (card.py), the OMAR importer (omar.py) and the in-memory tensors training samples from
-(tensors.py). The generators that make datasets live in scoredec.datagen."""
+(tensors.py), and the recorder that makes one from your own episodes (recorder.py); the
+format is documented in docs/dataset_schema.md. The generators that make datasets live in
+scoredec.datagen."""
 
 from scoredec.data.hdf5 import read_dataset, write_dataset
 from scoredec.data.schema import SCHEMA_VERSION, DatasetError, MultiAgentDataset

@@ -1,4 +1,4 @@
-"""Importer of the original OMAR datasets' per-agent ``.npy`` layout (DESIGN.md section 3).
+"""Importer of the original OMAR datasets' per-agent ``.npy`` layout (docs/dataset_schema.md).
 
 OMAR (ling-pan/OMAR, ``utils/buffer.py`` ``ReplayBuffer.load_batch_data``) reads one folder
 per task x quality x seed, ``datasets/<env_id>/<data_type>/seed_<s>_data/``, holding for every

@@ -1,4 +1,4 @@
-"""The in-memory multi-agent dataset and its validation (DESIGN.md section 3).
+"""The in-memory multi-agent dataset and its validation (docs/dataset_schema.md).
 
 All agents' transitions at one timestep form one row. Agents with different observation or
 action widths are padded to the widest; ``obs_dims`` / ``act_dims`` give the true widths, and
@@ -10,15 +10,38 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "ARRAY_FIELDS", "DatasetError", "MultiAgentDataset"]
+__all__ = ["SCHEMA_VERSION", "ARRAY_FIELDS", "VALUE_LIMIT", "DatasetError", "MultiAgentDataset",
+           "value_limit"]
 
 SCHEMA_VERSION = 1
 ACTION_TOLERANCE = 1e-6  # float32 round-off from tanh/clipping upstream; anything larger is a bug
+VALUE_LIMIT = 1e6
+"""Largest |x| accepted in observations, rewards and states (actions are bounded by 1). Far
+above the values of the tasks here, and far enough below float32's 3.4e38 that squares summed
+over a batch (1e12 x 1e4 rows) cannot overflow: a larger value is a broken file, refused when
+it is read rather than met as a FloatingPointError in training. The environment variable
+SCOREDEC_VALUE_LIMIT sets another limit."""
+LIMITED_FIELDS = ("observations", "next_observations", "rewards", "state", "next_state")
+
+
+def value_limit() -> float:
+    """VALUE_LIMIT, or SCOREDEC_VALUE_LIMIT when set (a positive finite number)."""
+    text = os.environ.get("SCOREDEC_VALUE_LIMIT")
+    if text is None:
+        return VALUE_LIMIT
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = math.nan
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"SCOREDEC_VALUE_LIMIT must be a positive finite number, got {text!r}")
+    return limit
 
 # name -> (ndim, kind); kind "float" must be float32, "bool" must be bool.
 ARRAY_FIELDS: dict[str, tuple[int, str]] = {
@@ -46,9 +69,19 @@ class DatasetError(ValueError):
         super().__init__(where + detail)
 
 
-def _where(index: tuple[int, ...]) -> str:
-    """``row 12, agent 0`` for a numpy index into a [T, n, ...] array."""
-    return ", ".join(f"{axis} {int(i)}" for axis, i in zip(_AXES, index))
+def _where(index: tuple[int, ...], field: str = "") -> str:
+    """``row 12, agent 0`` for a numpy index into a [T, n, ...] array (``row 3, column 1`` for
+    the [T, state_dim] global state)."""
+    axes = ("row", "column") if field in ("state", "next_state") else _AXES
+    return ", ".join(f"{axis} {int(i)}" for axis, i in zip(axes, index))
+
+
+def _finite(v: int | float) -> bool:
+    """math.isfinite that says False for an int too large for a float instead of raising."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 @dataclass(eq=False)
@@ -137,7 +170,7 @@ class MultiAgentDataset:
                 continue  # validate() reports it
             if kind == "float" and np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32:
                 changes[name] = a.astype(np.float32)
-            elif kind == "bool" and a.dtype != np.bool_:
+            elif kind == "bool" and a.dtype != np.bool_ and a.ndim == 1:   # validate() names other shapes
                 if not np.issubdtype(a.dtype, np.integer):
                     raise DatasetError(source, name, f"expected bool flags, got dtype {a.dtype}")
                 bad = np.flatnonzero((a != 0) & (a != 1))
@@ -153,11 +186,13 @@ class MultiAgentDataset:
 
     # ------------------------------------------------------------------ validation
 
-    def validate(self, source: str = "<memory>") -> None:
-        """Raise DatasetError (naming ``source`` and the field) unless the dataset fits the schema."""
+    def validate(self, source: str = "<memory>", *, limit: float | None = None) -> None:
+        """Raise DatasetError (naming ``source`` and the field) unless the dataset fits the schema.
+
+        limit: the largest |x| of observations, rewards and states (default: value_limit())."""
         T, n = self._check_arrays(source)
         self._check_metadata(source, n)
-        self._check_values(source)
+        self._check_values(source, value_limit() if limit is None else limit)
 
     def _check_arrays(self, source: str) -> tuple[int, int]:
         for name, (ndim, kind) in ARRAY_FIELDS.items():
@@ -179,6 +214,9 @@ class MultiAgentDataset:
             )
             raise DatasetError(source, absent, f"missing while '{present}' is present")
         T, n = self.observations.shape[:2]
+        if T < 1:
+            raise DatasetError(source, "observations", "has no rows (an empty dataset: nothing to "
+                                                       "learn from or describe)")
         if n < 1:
             raise DatasetError(
                 source, "observations", f"needs at least one agent, got shape {self.observations.shape}"
@@ -235,6 +273,8 @@ class MultiAgentDataset:
                 raise DatasetError(source, name, f"expected a non-empty string, got {value!r}")
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise DatasetError(source, "seed", f"expected an int, got {self.seed!r}")
+        if not -2**63 <= int(self.seed) < 2**63:
+            raise DatasetError(source, "seed", f"{self.seed} does not fit the stored int64")
         ref = self.reference_returns
         if ref is not None:
             if not isinstance(ref, dict) or not {"random", "expert"} <= set(ref):
@@ -248,7 +288,7 @@ class MultiAgentDataset:
                     not isinstance(k, str)
                     or isinstance(v, bool)
                     or not isinstance(v, (int, float))
-                    or not math.isfinite(v)
+                    or not _finite(v)
                 ):
                     raise DatasetError(
                         source, "reference_returns", f"entry {k!r} must be a finite number, got {v!r}"
@@ -266,13 +306,19 @@ class MultiAgentDataset:
         except (TypeError, ValueError) as e:
             raise DatasetError(source, "attrs", f"not JSON-serializable: {e}") from None
 
-    def _check_values(self, source: str) -> None:
+    def _check_values(self, source: str, limit: float) -> None:
         for name, a in self.arrays().items():
             if a.dtype == np.float32:
-                bad = ~np.isfinite(a)
-                if bad.any():
-                    idx = tuple(np.argwhere(bad)[0])
-                    raise DatasetError(source, name, f"non-finite value {a[idx]} at {_where(idx)}")
+                bound = limit if name in LIMITED_FIELDS else float(np.finfo(np.float32).max)
+                # min/max propagate NaN, which fails both comparisons: one cheap pass each.
+                if not a.size or (a.min() >= -bound and a.max() <= bound):
+                    continue
+                idx = tuple(np.argwhere(~(np.abs(a) <= bound))[0])
+                where = _where(idx, name)
+                if not np.isfinite(a[idx]):
+                    raise DatasetError(source, name, f"non-finite value {a[idx]} at {where}")
+                raise DatasetError(source, name, f"value {a[idx]:.6g} at {where} exceeds the limit "
+                                                 f"|x| <= {limit:g} (SCOREDEC_VALUE_LIMIT sets another)")
         act = self.actions
         mag = np.abs(act)
         if act.size and mag.max() > 1 + ACTION_TOLERANCE:

@@ -1,4 +1,4 @@
-"""Dataset generators: what makes the datasets that scoredec.data stores (DESIGN.md section 3).
+"""Dataset generators: what makes the datasets that scoredec.data stores (docs/dataset_schema.md).
 
 - factory.py: ``make_dataset`` / ``make_dataset_file`` (``scoredec data make``), seeded and
   byte-reproducible; MPE rollouts of the scripted experts (scoredec.envs.mpe.experts) degraded

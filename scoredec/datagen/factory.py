@@ -1,5 +1,5 @@
 """The dataset factory: seeded, reproducible offline datasets made on the batched MPE tasks
-(DESIGN.md section 3; issue 4).
+(docs/dataset_schema.md; issue 4).
 
     ds = make_dataset("spread", "medium", episodes=200, seed=0)      # in memory
     make_dataset_file("tag", "expert", "tag-expert.h5")               # file + card next to it

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage
-from scoredec.config import param
+from scoredec.config import SEED_BOUNDS, param
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
 from scoredec.data.tensors import OfflineData
 from scoredec.envs import bandit
@@ -37,13 +37,14 @@ COORDINATED = 0.3
 class BanditConfig:
     """The multimodal bandit study (small networks, minutes on 2 CPU cores)."""
 
-    seeds: int = param(10, "number of seeds (0 .. seeds-1)")
-    first_seed: int = param(0, "first seed")
+    seeds: int = param(10, "number of seeds (0 .. seeds-1)", bounds="[1, inf)")
+    first_seed: int = param(0, "first seed", bounds=SEED_BOUNDS)
     methods: tuple[str, ...] = param(("omsd", "brpo-ind", "brpo-ctde"), "stage-2 methods to compare",
                                      choices=family())
-    samples: int = param(10_000, "dataset size (one-step episodes)")
-    sampler_samples: int = param(2_000, "joint samples drawn from each behaviour model")
-    workers: int = param(2, "worker processes (one thread each)")
+    samples: int = param(10_000, "dataset size (one-step episodes)", bounds="[1, inf)")
+    sampler_samples: int = param(2_000, "joint samples drawn from each behaviour model",
+                                 bounds="[1, inf)")
+    workers: int = param(2, "worker processes (one thread each)", bounds="[1, inf)")
     # Sizes measured to coordinate OMSD on 10/10 seeds at beta = 0 in about 4 minutes on 2
     # cores; a larger batch (256) left the actors at the saddle a = 0 on most seeds.
     behavior: BehaviorConfig = param(BehaviorConfig(
