@@ -75,8 +75,7 @@ def test_nested_in_one_process_and_waiting_for_another(tmp_path):
 
 def test_two_trains_on_one_run_the_second_refused_the_first_finishes(data_file, tmp_path):
     run = tmp_path / "run"
-    second = preloaded("-q", "train", "all", "--data", str(data_file), "--run", str(run),
-                       "--seed", "1")
+    second = preloaded(*train_command(data_file, run, "--seed", "1")[len(SCOREDEC):])
     first = start(train_command(data_file, run))
     wait_until_holding(first, run / "run.lock")
     first.send_signal(signal.SIGSTOP)              # it holds the lock, wherever it is now
