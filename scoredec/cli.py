@@ -101,7 +101,8 @@ def cmd_train(args) -> int:
     cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
     cfg = apply_arguments(cfg, args)
     run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
-                progress=not args.quiet, budget=args.budget)
+                progress=not args.quiet, budget=args.budget,
+                allow_data_change=args.allow_data_change)
     print(f"run: {run}")
     return 0
 
@@ -280,12 +281,15 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_import_omar(args) -> int:
-    from scoredec.data.card import write_card
+    from scoredec.data.card import remove_card, write_card
     from scoredec.data.omar import omar_to_hdf5
+    from scoredec.locks import output_lock
 
     _output_file(args.out, "--out")
-    ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
-    paths = write_card(ds, args.out)
+    with output_lock(args.out):   # the file and its card of one writer
+        ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
+        remove_card(args.out)
+        paths = write_card(ds, args.out)
     print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents) and "
           + ", ".join(str(p) for p in paths))
     return 0
@@ -495,8 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", formatter_class=_formatter,
                        help="train stage 1, the critic, stage 2 or all from a dataset file",
                        description="Trains into a run directory (config.yaml, metrics.jsonl, "
-                                   "TensorBoard, checkpoints/, and behavior/critic/actors "
-                                   ".safetensors+.json). Flags override the --config YAML.")
+                                   "TensorBoard, checkpoints/, run.json with the dataset's "
+                                   "SHA-256, versions and hardware, and behavior/critic/actors "
+                                   ".safetensors+.json), one process at a time (a second is "
+                                   "refused). Flags override the --config YAML.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs")
     p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
@@ -506,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue stages from their last checkpoint (exactly)")
     p.add_argument("--budget", type=_int_at_least(1),
                    help="stop after this many optimizer steps (resume later)")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="reopen a run although its dataset's content (SHA-256, recorded in "
+                        "RUN/run.json) changed since it started; without it that is an error")
     add_config_arguments(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 

@@ -81,18 +81,18 @@ def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_
     stage exposes `.actors` (scoredec.actors.Actors). Run by pipeline.drive as one stage seeded
     with cfg.seed: a finished run is skipped; a run with checkpoints needs resume=True.
     budget: at most that many steps in this call."""
-    opened = open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
-                      cfg.device, batch_sizes={"batch_size": cfg.batch_size})
+    with open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
+                  cfg.device, batch_sizes={"batch_size": cfg.batch_size}) as opened:
 
-    def build() -> tuple[Stage, Callable[[], None]]:
-        stage = make_stage(opened.data.spec, cfg)
-        for module in stage.modules.values():
-            module.to(opened.device)
-        meta = {**opened.origin, "method": method, "config": config_to_dict(cfg)}
-        return stage, lambda: save_actors(opened.path, stage.actors, meta)
+        def build() -> tuple[Stage, Callable[[], None]]:
+            stage = make_stage(opened.data.spec, cfg)
+            for module in stage.modules.values():
+                module.to(opened.device)
+            meta = {**opened.origin, "method": method, "config": config_to_dict(cfg)}
+            return stage, lambda: save_actors(opened.path, stage.actors, meta)
 
-    return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
-                 progress=progress, budget=budget, desc=method)
+        return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
+                     progress=progress, budget=budget, desc=method)
 
 
 def register(name: str, config_cls: type, make_stage, description: str) -> MethodEntry:
