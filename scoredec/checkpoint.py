@@ -251,7 +251,10 @@ def save_checkpoint(
     if global_rng:
         doc["rng"] = _global_rng_state(enc)
 
-    data = safetensors.torch.save(enc.tensors, metadata={"format": FORMAT, "version": str(VERSION)})
+    # One metadata entry: safetensors keeps metadata in a Rust HashMap whose iteration order
+    # changes from process to process, so two entries would make identical checkpoints differ
+    # in bytes (and in the sha256 below). The JSON holds the format and version for reading.
+    data = safetensors.torch.save(enc.tensors, metadata={"format": f"{FORMAT}/{VERSION}"})
     doc["sha256"] = hashlib.sha256(data).hexdigest()
     doc["tensors"] = {
         k: {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}

@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
         def run_training():
             return entry.train(args.data, args.run, seed=cfg.seed, overrides=config,
                                progress=progress, budget=args.budget, resume=args.resume,
-                               evaluation=evaluation)
+                               evaluation=evaluation, allow_data_change=args.allow_data_change)
     else:
         cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
         cfg = apply_arguments(cfg, args)
@@ -124,7 +124,8 @@ def cmd_train(args) -> int:
 
         def run_training():
             return train(args.data, cfg, args.run, stages=stages, resume=args.resume,
-                         progress=progress, budget=args.budget, evaluation=evaluation)
+                         progress=progress, budget=args.budget, evaluation=evaluation,
+                         allow_data_change=args.allow_data_change)
     _print_estimate(args, method, config, stages)
     if args.wandb:
         from scoredec.wandb_logger import wandb_run
@@ -386,12 +387,15 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_import_omar(args) -> int:
-    from scoredec.data.card import write_card
+    from scoredec.data.card import remove_card, write_card
     from scoredec.data.omar import omar_to_hdf5
+    from scoredec.locks import output_lock
 
     _output_file(args.out, "--out")
-    ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
-    paths = write_card(ds, args.out)
+    with output_lock(args.out):   # the file and its card of one writer
+        ds = omar_to_hdf5(args.directory, args.task, args.out, include_prey=args.include_prey)
+        remove_card(args.out)
+        paths = write_card(ds, args.out)
     print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents) and "
           + ", ".join(str(p) for p in paths))
     return 0
@@ -639,13 +643,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        help="train stage 1, the critic, stage 2 or all from a dataset file "
                             "(any method: the OMSD family, BC and the baselines)",
                        description="Trains into a run directory (config.yaml, metrics.jsonl, "
-                                   "TensorBoard, checkpoints/, and behavior/critic/actors "
-                                   ".safetensors+.json). Flags override the --config YAML. "
-                                   "Prints a time estimate first (a short probe run). Ctrl-C or "
-                                   "SIGTERM checkpoints and prints the resume command. A "
-                                   "baseline (--method " + ", ".join(_baselines()) + ") takes its "
-                                   "own config's flags: see `scoredec train all --method iql "
-                                   "--help`.")
+                                   "TensorBoard, checkpoints/, run.json with the dataset's "
+                                   "SHA-256, versions and hardware, and behavior/critic/actors "
+                                   ".safetensors+.json), one process at a time (a second is "
+                                   "refused). Flags override the --config YAML. Prints a time "
+                                   "estimate first (a short probe run). Ctrl-C or SIGTERM "
+                                   "checkpoints and prints the resume command. A baseline "
+                                   "(--method " + ", ".join(_baselines()) + ") takes its own "
+                                   "config's flags: see `scoredec train all --method iql --help`.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs (a baseline: all)")
     p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
@@ -656,6 +661,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="continue stages from their last checkpoint (exactly)")
     p.add_argument("--budget", type=_int_at_least(1),
                    help="stop after this many optimizer steps (resume later)")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="reopen a run although its dataset's content (SHA-256, recorded in "
+                        "RUN/run.json) changed since it started; without it that is an error")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the timing probe that estimates the run's duration first")
     p.add_argument("--eval-every", type=_int_at_least(0), default=0, metavar="K",

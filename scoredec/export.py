@@ -209,6 +209,10 @@ def export_run(run: str | Path, fmt: str, out: str | Path) -> dict:
     spec = actors.spec
     names = meta.get("agent_names") or [f"agent_{k}" for k in range(spec.n_agents)]
     out = Path(out)
+    # A run directory holds its own actors.json: exporting into one would overwrite the products.
+    if out.resolve() == Path(run).resolve() or (out / "config.yaml").is_file():
+        raise ValueError(f"--out {out} is a run directory; export writes its own actors.json "
+                         "there and would overwrite the run's: choose another directory")
     files, agents = [], []
     write = _onnx_bytes if fmt == "onnx" else _torchscript_bytes
     for k, module in enumerate(agent_actors(actors)):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from scoredec.actors import Actors
@@ -26,6 +28,7 @@ from scoredec.checkpoint import CheckpointError, is_complete, load_checkpoint, s
 from scoredec.config import (SEED_BOUNDS, FieldError, config_from_dict, config_to_dict, param,
                              validate_config)
 from scoredec.critic import CriticConfig, CriticStage, IQLCritic
+from scoredec.data.fingerprint import file_sha256
 from scoredec.data.hdf5 import read_dataset
 from scoredec.data.schema import DatasetError
 from scoredec.data.tensors import OfflineData
@@ -34,7 +37,7 @@ from scoredec.periodic_eval import PeriodicEval
 from scoredec.registry import family, variant
 from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.runs import MetricsLogger, RunDir
-from scoredec.training import Stage, run_stage
+from scoredec.training import EVAL_STAGE, Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +124,12 @@ def build_actors(spec: AgentSpec, cfg: TrainConfig) -> Actors:
 BUILDERS = {"behavior": build_behavior, "critic": build_critic, "policy": build_actors}
 
 
+PRODUCT_NAMES = {"behavior": "behavior", "critic": "critic", "policy": "actors"}
+"""Stage -> the file stem of its product in the run directory."""
+
+
 def product_stem(run: Path, stage: str) -> Path:
-    return Path(run) / {"behavior": "behavior", "critic": "critic", "policy": "actors"}[stage]
+    return Path(run) / PRODUCT_NAMES[stage]
 
 
 def save_product(run: Path, stage: str, module: torch.nn.Module, spec: AgentSpec,
@@ -214,19 +221,38 @@ def load_product(run: Path, stage: str, device: torch.device | str = "cpu") -> P
 
 @dataclass
 class OpenRun:
-    """A run directory opened on its dataset: where every method's training starts."""
+    """A run directory opened on its dataset: where every method's training starts. Holds the
+    run's lock until close() (a context manager: `with open_run(...) as opened:`)."""
 
     path: Path
     run: RunDir
     data: OfflineData
-    origin: dict          # data_origin(): data file, env_id, agent names, scenario, references;
+    origin: dict          # data_origin() (data file, env_id, agent names, scenario, references)
+                          # and "data_sha256"; saved with the products
                           # saved with the products
     device: torch.device
+    data_changed_from: str | None = None   # the hash run.json held, when allowed to differ
+
+    def record_session(self) -> None:
+        """Write this process into run.json (called when it starts to train in the run)."""
+        self.run.record_session(self.origin["data"], self.origin["data_sha256"], str(self.device),
+                                data_changed_from=self.data_changed_from)
+
+    def close(self) -> None:
+        self.run.close()
+
+    def __enter__(self) -> OpenRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: str,
-             batch_sizes: dict[str, int] | None = None) -> OpenRun:
-    """Read and validate the dataset, then open (or reopen, same config only) the run dir.
+             batch_sizes: dict[str, int] | None = None, *,
+             allow_data_change: bool = False) -> OpenRun:
+    """Read and validate the dataset, then open (or reopen, same config and same dataset
+    content only) the run dir under its lock, clearing what a killed writer left there.
 
     batch_sizes: {dotted config key: batch size} of the stages to run; a dataset with fewer
     rows than one of them is refused (every minibatch would repeat rows)."""
@@ -239,9 +265,17 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
                                f"{dataset.n_transitions} row(s), fewer than {key} = {size} (every "
                                f"minibatch would repeat rows: use more data or a smaller {key})")
     data_abs = str(Path(data_path).resolve())
+    sha256 = file_sha256(data_path)
     run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
-    data = OfflineData.from_dataset(dataset, device=device)
-    return OpenRun(Path(run_path), run, data, data_origin(dataset, data_abs), device)
+    try:
+        changed_from = run.check_data(data_abs, sha256, allow_change=allow_data_change)
+        run.remove_leftovers(PRODUCT_NAMES.values())
+        data = OfflineData.from_dataset(dataset, device=device)
+    except BaseException:
+        run.close()
+        raise
+    origin = {**data_origin(dataset, data_abs), "data_sha256": sha256}
+    return OpenRun(Path(run_path), run, data, origin, device, changed_from)
 
 
 def data_origin(dataset, data_abs: str) -> dict:
@@ -303,15 +337,26 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
                 log.info("%s: already finished in %s, skipped", label, opened.path)
                 continue
             torch.manual_seed(plan.seed)
+            # Nothing draws from the Python and numpy global generators, but checkpoints store
+            # their states (to resume exactly code that would): seeded, two identical runs
+            # write identical checkpoint files instead of states drawn from the OS at start.
+            random.seed(plan.seed)
+            np.random.seed(plan.seed % 2**32)
             generator = torch.Generator(device=opened.device).manual_seed(plan.seed)
             stage, save = plan.build()
             refuse_silent_restart(opened, stage.name, resume)
-            if logger is None:
+            if logger is None:   # the first stage this process trains
+                opened.record_session()
                 logger = MetricsLogger(opened.path)
+            # Records a killed process logged after the checkpoint the stage resumes from (or,
+            # with none, since it began): run_stage logs those steps again.
+            logger.truncate_after(stage.name, opened.run.latest_step(f"{stage.name}-"))
             actors = stage_actors(stage)
             evaluate = (evaluation.evaluator(actors, opened.origin["env_id"], opened.device)
                         if evaluation is not None and evaluation.every and actors is not None
                         else None)
+            if evaluate is not None:   # and the evaluations it made then
+                logger.truncate_after(EVAL_STAGE, opened.run.latest_step(f"{stage.name}-"))
             result = run_stage(stage, opened.data, generator, run=opened.run, logger=logger,
                                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                                budget=budget, progress=progress, desc=desc, evaluate=evaluate,
@@ -331,28 +376,32 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
 
 def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
           stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
-          budget: int | None = None, evaluation: PeriodicEval | None = None) -> Path:
+          budget: int | None = None, evaluation: PeriodicEval | None = None,
+          allow_data_change: bool = False) -> Path:
     """Train the given stages (default: all the method needs) into run_path.
 
     Finished stages are skipped; a stage with checkpoints but no product needs resume=True.
     budget: at most that many optimizer steps in this call, over all stages (a time-limited
-    sitting: it checkpoints where it stops; resume=True continues). evaluation: the actors'
-    score every K steps of stage 2 (scoredec.periodic_eval; changes no trained number)."""
+    sitting: it checkpoints where it stops; resume=True continues). A run is tied to its
+    dataset's content: reopening it on changed data raises unless allow_data_change.
+    evaluation: the actors' score every K steps of stage 2 (scoredec.periodic_eval; changes no
+    trained number)."""
     validate_config(cfg)   # a config built in code gets the checks a YAML file gets
     wanted = stages_for(cfg.method) if stages is None else stages
     for stage in wanted:
         if stage not in stages_for(cfg.method):
             raise ValueError(f"method {cfg.method} has no stage {stage!r}; it needs "
                              f"{stages_for(cfg.method)}")
-    opened = open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device,
-                      batch_sizes={f"{s}.batch_size": getattr(cfg, s).batch_size for s in wanted})
-    # Every stage has its own seed so that running stages separately or together, stopped or
-    # not, gives the same networks.
-    plans = [StagePlan(stage, cfg.seed * 1000 + i,
-                       lambda stage=stage: build_stage(opened, cfg, stage))
-             for i, stage in enumerate(STAGES) if stage in wanted]
-    return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget,
-                 evaluation=evaluation)
+    with open_run(data_path, run_path, {"train": config_to_dict(cfg)}, cfg.device,
+                  batch_sizes={f"{s}.batch_size": getattr(cfg, s).batch_size for s in wanted},
+                  allow_data_change=allow_data_change) as opened:
+        # Every stage has its own seed so that running stages separately or together, stopped
+        # or not, gives the same networks.
+        plans = [StagePlan(stage, cfg.seed * 1000 + i,
+                           lambda stage=stage: build_stage(opened, cfg, stage))
+                 for i, stage in enumerate(STAGES) if stage in wanted]
+        return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget,
+                     evaluation=evaluation)
 
 
 def build_stage(opened: OpenRun, cfg: TrainConfig, stage: str) -> tuple[Stage, Callable[[], None]]:

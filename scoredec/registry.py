@@ -17,9 +17,10 @@ from scoredec.config import config_from_dict, config_to_dict
 class TrainFn(Protocol):
     def __call__(self, data_path: Path, run_dir: Path, *, seed: int, overrides: dict,
                  progress: bool = True, budget: int | None = None, resume: bool = False,
-                 evaluation=None) -> Path:
+                 evaluation=None, allow_data_change: bool = False) -> Path:
         """Train on data_path into run_dir; overrides: a nested dict of config fields;
-        evaluation: a scoredec.periodic_eval.PeriodicEval (the score during training) or None."""
+        evaluation: a scoredec.periodic_eval.PeriodicEval (the score during training) or None;
+        allow_data_change: reopen a run whose dataset's content changed."""
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,25 @@ Layout::
     <run>/checkpoints/latest.json  pointer to the last recorded checkpoint
     <run>/metrics.jsonl            one JSON object per log call
     <run>/tensorboard/             TensorBoard events (optional)
+    <run>/run.json                 the dataset's SHA-256 the run is tied to, and one entry per
+                                   process that trained in it: time, command, versions (git
+                                   commit), hardware
+    <run>/run.lock                 while a process has the run open (scoredec.locks)
+
+One process at a time: RunDir takes the run's lock before it reads or writes anything, and
+holds it until close() (or the process ends; the OS drops it if the process dies).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import math
 import os
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,13 +36,21 @@ import yaml
 from scoredec.checkpoint import checkpoint_paths, is_complete
 from scoredec.config import config_to_dict
 from scoredec.io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+from scoredec.locks import ExclusiveLock
+from scoredec.provenance import hardware, versions
 
-__all__ = ["RunError", "RunDir", "MetricsLogger", "read_metrics", "config_diff", "metrics_sink"]
+__all__ = ["RunError", "RunDir", "MetricsLogger", "read_metrics", "config_diff", "run_lock",
+           "metrics_sink"]
 
 log = logging.getLogger(__name__)
 
 _STEP_RE = re.compile(r"(\d+)$")
 POINTER = "latest.json"
+LOCK = "run.lock"
+RECORD = "run.json"
+RECORD_FORMAT = "scoredec-run"
+OWN_FILES = ("config.yaml", "metrics.jsonl", RECORD)
+"""Files of the run root that only the lock holder writes (besides the caller's products)."""
 
 
 class RunError(RuntimeError):
@@ -64,6 +81,18 @@ def _normalize(config: Any) -> dict:
     return yaml.safe_load(yaml.safe_dump(to_jsonable(config), sort_keys=False))
 
 
+def run_lock(path: str | os.PathLike) -> ExclusiveLock:
+    """Take the lock of the run directory ``path`` (created if missing), or raise LockError
+    naming the process that holds it. RunDir takes it; so does whoever writes into a run
+    before opening it (the suite's stage sharing)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: is a file, not a run directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return ExclusiveLock(path / LOCK, f"run directory {path}",
+                         hint="wait for it to finish or choose another run directory")
+
+
 class RunDir:
     """A run directory: refuses to silently overwrite a run, and to resume with another config.
 
@@ -87,6 +116,15 @@ class RunDir:
         self.config_path = self.path / "config.yaml"
         self.resume = resume
         self.config = _normalize(config)
+        self._lock: ExclusiveLock | None = run_lock(self.path)
+        try:
+            self._open(allow_changes)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, allow_changes: Iterable[str]) -> None:
+        resume = self.resume
         if self.config_path.is_file():
             if not resume and self._has_checkpoints():
                 raise RunError(
@@ -99,6 +137,18 @@ class RunDir:
             log.info("%s: no previous run to resume; starting a new one", self.path)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, yaml.safe_dump(self.config, sort_keys=False))
+
+    def close(self) -> None:
+        """Release the run's lock (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _has_checkpoints(self) -> bool:
         return self.checkpoints.is_dir() and any(
@@ -121,6 +171,86 @@ class RunDir:
                 f"{self.path}: cannot resume with a different config; keys that differ from "
                 f"{self.config_path.name}: {', '.join(differ)}"
             )
+
+    # ------------------------------------------------------------------ what a dead writer left
+
+    def remove_leftovers(self, products: Iterable[str] = ()) -> list[str]:
+        """Delete what a killed writer of this run left: temporary files of atomic writes
+        (``.<name>.*.tmp``) of the run's own files and of ``products`` (file stems in the run
+        root, e.g. "actors"), and incomplete checkpoints (a tensor file without its JSON, or
+        a JSON without its tensors). Safe only under the lock, which RunDir holds. Other
+        files' temporaries (an `evaluate` writing its report now) are left alone.
+        Returns the names removed, relative to the run."""
+        owned = set(OWN_FILES) | {f"{p}{ext}" for p in products for ext in (".safetensors", ".json")}
+        doomed = [p for p in self.path.glob(".*.tmp")
+                  if any(p.name.startswith(f".{name}.") for name in owned)]
+        if self.checkpoints.is_dir():
+            doomed += self.checkpoints.glob(".*.tmp")
+            for p in self.checkpoints.iterdir():
+                if p.name == POINTER or p.suffix not in (".json", ".safetensors"):
+                    continue
+                if not is_complete(p.with_suffix("")):
+                    doomed.append(p)
+        removed = []
+        for p in doomed:
+            p.unlink(missing_ok=True)
+            removed.append(str(p.relative_to(self.path)))
+        if removed:
+            log.info("%s: removed %d leftover(s) of an interrupted writer: %s", self.path,
+                     len(removed), ", ".join(sorted(removed)))
+        return removed
+
+    # ------------------------------------------------------------------ the run record
+
+    def check_data(self, data_file: str | os.PathLike, data_sha256: str, *,
+                   allow_change: bool = False) -> str | None:
+        """Refuse a dataset whose content differs from the one the run is tied to (RunError
+        naming the file and both hashes) unless allow_change. Returns the recorded hash the
+        data differs from (None: the same, or none recorded yet)."""
+        known = self._read_record(self.path / RECORD).get("data", {}).get("sha256")
+        if known is None or known == data_sha256:
+            return None
+        if not allow_change:
+            raise RunError(
+                f"{self.path}: dataset {data_file} has changed since the run started on it "
+                f"(sha256 {known} recorded in {RECORD}, {data_sha256} now); use a new run "
+                f"directory, or pass --allow-data-change to continue on the new data")
+        log.warning("%s: continuing on a changed dataset %s (sha256 %s, was %s)", self.path,
+                    data_file, data_sha256, known)
+        return known
+
+    def record_session(self, data_file: str | os.PathLike, data_sha256: str, device: str, *,
+                       data_changed_from: str | None = None) -> dict:
+        """Tie the run to ``data_sha256`` and append this process's session to run.json: time,
+        command, versions (with the git commit), hardware. Called when a process starts to
+        train in the run, so that reopening a finished run leaves it as it is. Returns the
+        record."""
+        path = self.path / RECORD
+        record = self._read_record(path)
+        if not record and self._has_checkpoints():
+            log.info("%s: the run predates dataset fingerprints; recording %s", self.path,
+                     data_sha256)
+        session = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   "command": " ".join(sys.argv), "versions": versions(),
+                   "hardware": hardware(str(device))}
+        if data_changed_from is not None:
+            session["data_changed_from"] = data_changed_from
+        record = {"format": RECORD_FORMAT, "data": {"file": str(data_file), "sha256": data_sha256},
+                  "sessions": [*record.get("sessions", []), session]}
+        atomic_write_json(path, record)
+        return record
+
+    @staticmethod
+    def _read_record(path: Path) -> dict:
+        if not path.is_file():
+            return {}
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunError(f"{path}: unreadable run record: {e}") from e
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+            raise RunError(f"{path}: not a scoredec run record")
+        return record
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -161,6 +291,18 @@ class RunDir:
         """
         tags = self._order(self._tags(prefix))
         return self.checkpoints / tags[-1] if tags else None
+
+    def latest_step(self, prefix: str) -> int:
+        """The step of the newest complete checkpoint with ``prefix`` (0 without one): where
+        the stage resumes."""
+        stem = self.latest(prefix)
+        if stem is None:
+            return 0
+        json_path = checkpoint_paths(stem)[1]
+        try:
+            return int(json.loads(json_path.read_text(encoding="utf-8"))["meta"]["step"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RunError(f"{json_path}: no step recorded in the checkpoint: {e}") from e
 
     def _read_pointer(self) -> dict:
         path = self.checkpoints / POINTER
@@ -348,7 +490,8 @@ class MetricsLogger:
                         removed += 1
                         continue
                     kept.append(line)
-                atomic_write_text(self.file, "".join(line + "\n" for line in kept))
+                if removed:
+                    atomic_write_text(self.file, "".join(line + "\n" for line in kept))
         finally:
             self._fh = self._open()
         return removed

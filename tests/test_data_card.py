@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scoredec.data import MultiAgentDataset, write_dataset
+from scoredec.data.hdf5 import read_dataset
 from scoredec.data.card import (
     card_paths,
     episode_returns,
@@ -191,3 +192,38 @@ def test_card_of_imported_omar_data(tmp_path):
     returns = by_hand(ds, "mean")
     np.testing.assert_allclose(card["normalized_score"]["mean"],
                                np.mean(100 * (returns - 159.8) / (516.8 - 159.8)), rtol=1e-9)
+
+
+def test_an_attribute_edited_in_place_gives_a_fresh_card(tmp_path):
+    import h5py
+
+    h5 = tmp_path / "bandit.h5"
+    write_dataset(h5, make_dataset(300, seed=1))
+    write_card(read_dataset(h5), h5)
+    assert load_or_make_card(h5)["seed"] == 1
+    size = h5.stat().st_size
+    with h5py.File(h5, "r+") as f:
+        f.attrs["seed"] = np.int64(7)
+    assert h5.stat().st_size == size              # same bytes count: a size key would miss it
+    card = load_or_make_card(h5)
+    assert card["seed"] == 7 and card["file_sha256"] != json.loads(
+        card_paths(h5)[0].read_text())["file_sha256"]
+
+
+def test_a_maker_that_dies_before_its_card_leaves_no_card_of_the_old_file(tmp_path, monkeypatch):
+    import scoredec.datagen.factory as factory
+
+    out = tmp_path / "d.h5"
+    factory.make_dataset_file("spread", "random", out, episodes=20, seed=1, progress=False)
+    assert json.loads(card_paths(out)[0].read_text())["seed"] == 1
+
+    def killed(ds, path):
+        raise KeyboardInterrupt("killed between the data and its card")
+
+    monkeypatch.setattr(factory, "write_card", killed)
+    with pytest.raises(KeyboardInterrupt):
+        factory.make_dataset_file("spread", "random", out, episodes=20, seed=2, progress=False)
+    assert read_dataset(out).seed == 2
+    assert not any(p.exists() for p in card_paths(out))     # seed 1's card went first
+    assert load_or_make_card(out)["seed"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]   # the lock went too

@@ -88,3 +88,13 @@ def test_export_refuses_a_joint_actor_and_a_missing_run(tmp_path, capsys):
                  str(tmp_path / "o")]) == 2
     assert "has no finished actors" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_export_refuses_to_write_into_a_run_directory(tmp_path, capsys):
+    make_run(tmp_path / "run")
+    before = (tmp_path / "run" / "actors.json").read_bytes()
+    assert main(["export", str(tmp_path / "run"), "--format", "torchscript",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "is a run directory" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "actors.json").read_bytes() == before

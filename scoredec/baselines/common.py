@@ -75,34 +75,38 @@ class ActorCriticConfig(BaselineConfig):
 def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_dir: str | Path,
                    make_stage: Callable[[AgentSpec, BaselineConfig], Stage], *,
                    progress: bool = True, budget: int | None = None,
-                   resume: bool = False, evaluation: PeriodicEval | None = None) -> Path:
+                   resume: bool = False, evaluation: PeriodicEval | None = None,
+                   allow_data_change: bool = False) -> Path:
     """Train one baseline into run_dir and leave its actors as <run>/actors.*.
 
     make_stage(spec, cfg) builds the stage (on the CPU; it is moved to the device here); the
     stage exposes `.actors` (scoredec.actors.Actors). Run by pipeline.drive as one stage seeded
     with cfg.seed: a finished run is skipped; a run with checkpoints needs resume=True.
-    budget: at most that many steps in this call; evaluation: the actors' score every K steps."""
-    opened = open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
-                      cfg.device, batch_sizes={"batch_size": cfg.batch_size})
+    budget: at most that many steps in this call; evaluation: the actors' score every K steps;
+    allow_data_change: reopen the run on a dataset whose content changed."""
+    with open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
+                  cfg.device, batch_sizes={"batch_size": cfg.batch_size},
+                  allow_data_change=allow_data_change) as opened:
 
-    def build() -> tuple[Stage, Callable[[], None]]:
-        stage = make_stage(opened.data.spec, cfg)
-        for module in stage.modules.values():
-            module.to(opened.device)
-        meta = {**opened.origin, "method": method, "config": config_to_dict(cfg)}
-        return stage, lambda: save_actors(opened.path, stage.actors, meta)
+        def build() -> tuple[Stage, Callable[[], None]]:
+            stage = make_stage(opened.data.spec, cfg)
+            for module in stage.modules.values():
+                module.to(opened.device)
+            meta = {**opened.origin, "method": method, "config": config_to_dict(cfg)}
+            return stage, lambda: save_actors(opened.path, stage.actors, meta)
 
-    return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
-                 progress=progress, budget=budget, desc=method, evaluation=evaluation)
+        return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
+                     progress=progress, budget=budget, desc=method, evaluation=evaluation)
 
 
 def register(name: str, config_cls: type, make_stage, description: str) -> MethodEntry:
     """Register a decentralized baseline under `name` with the suite's train interface."""
     def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False,
-              evaluation=None):
+              evaluation=None, allow_data_change=False):
         cfg = config_with(config_cls, overrides, seed=seed)
         return train_baseline(name, cfg, data_path, run_dir, make_stage, progress=progress,
-                              budget=budget, resume=resume, evaluation=evaluation)
+                              budget=budget, resume=resume, evaluation=evaluation,
+                              allow_data_change=allow_data_change)
     return register_method(MethodEntry(name, train, centralized=False, description=description,
                                        config=config_cls))
 

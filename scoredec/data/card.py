@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import scoredec
+from scoredec.data.fingerprint import file_sha256
 from scoredec.data.schema import MultiAgentDataset
 from scoredec.io import atomic_output, atomic_write_json, atomic_write_text, to_jsonable
 
@@ -45,6 +46,7 @@ __all__ = [
     "format_card",
     "card_paths",
     "write_card",
+    "remove_card",
     "load_or_make_card",
 ]
 
@@ -246,7 +248,8 @@ def make_card(
 ) -> dict[str, Any]:
     """The card of ``ds`` as a JSON-able dict (see the module docstring for the measures).
 
-    path: the dataset file, recorded with its size. extra: stored under "extra".
+    path: the dataset file, recorded with its size and SHA-256 (the content the card is of).
+    extra: stored under "extra".
     """
     kind = return_kind_for(ds.env_id)
     ends = ds.episode_boundaries()
@@ -282,6 +285,7 @@ def make_card(
         p = Path(path)
         card["file"] = p.name
         card["file_bytes"] = p.stat().st_size if p.is_file() else None
+        card["file_sha256"] = file_sha256(p) if p.is_file() else None
     if extra is not None:
         card["extra"] = extra
     return to_jsonable(card)
@@ -328,8 +332,10 @@ def format_card(card: dict[str, Any]) -> str:
         f"| episode length | {length} |",
     ]
     if card.get("file"):
-        size = card.get("file_bytes")
+        size, sha = card.get("file_bytes"), card.get("file_sha256")
         lines.append(f"| file | {card['file']}" + (f" ({size:,} bytes)" if size else "") + " |")
+        if sha:
+            lines.append(f"| sha256 | {sha} |")
     kind = {"mean": "sum over steps of the mean agent reward", "agent0": "agent 0's summed reward"}
     lines += [
         "",
@@ -471,16 +477,24 @@ def write_card(ds: MultiAgentDataset, h5_path: str | os.PathLike) -> tuple[Path,
     return json_path, md_path, png_path
 
 
+def remove_card(h5_path: str | os.PathLike) -> None:
+    """Delete the card files of a dataset (the JSON first: it marks a complete card), before
+    the dataset is rewritten, so that no card of the old content stays beside the new."""
+    for path in card_paths(h5_path):
+        path.unlink(missing_ok=True)
+
+
 def load_or_make_card(h5_path: str | os.PathLike) -> dict[str, Any]:
-    """The stored card of a dataset file, or (if missing or written for a file of another
-    size) one computed from the file."""
+    """The stored card of a dataset file, or (if missing, or written for other content: its
+    SHA-256 differs, say after an attribute was edited in place) one computed from the file."""
     from scoredec.data.hdf5 import read_dataset
 
     json_path = card_paths(h5_path)[0]
-    size = Path(h5_path).stat().st_size if Path(h5_path).is_file() else None
-    if json_path.is_file():
+    if json_path.is_file() and Path(h5_path).is_file():
         card = json.loads(json_path.read_text(encoding="utf-8"))
-        if card.get("file_bytes") == size and card.get("card_version") == CARD_VERSION:
+        if (card.get("file_sha256") == file_sha256(h5_path)
+                and card.get("card_version") == CARD_VERSION):
             return card
-        log.info("card %s is stale (file size or card version changed); recomputing", json_path)
+        log.info("card %s is stale (file content or card version changed); recomputing",
+                 json_path)
     return make_card(read_dataset(h5_path), path=h5_path)

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from scoredec.data.card import write_card
+from scoredec.data.card import remove_card, write_card
 from scoredec.data.hdf5 import write_dataset
 from scoredec.data.schema import MultiAgentDataset
 from scoredec.envs import MAMUJOCO_TASKS
@@ -70,6 +70,7 @@ from scoredec.envs.mpe.experts import ExpertParams, PredatorExpert, SpreadExpert
 from scoredec.envs.mpe.prey import PREY_PARAMS
 from scoredec.envs.scenario import (MPE_DEFAULT_AGENTS, check_agents, reference_measurement,
                                     reference_returns, scenario_counts)
+from scoredec.locks import output_lock
 
 __all__ = [
     "TASKS",
@@ -407,18 +408,24 @@ def make_dataset_file(
     """Generate (task, quality), write it to ``out`` atomically, then its card next to it
     (expert_params, n_agents: as make_dataset).
 
+    Under the lock of ``out`` (scoredec.locks.output_lock), taken before generating: a second
+    maker of the same file is refused at once (LockError naming the first), so the file and
+    its card are always of one maker. The old card is removed before the new file lands.
     The card's attrs carry ``generation_seconds`` (generation and writing), which the file
     leaves out so that its bytes depend only on the seed. Returns the dataset as stored.
     """
-    start = time.perf_counter()
-    ds = make_dataset(task, quality, episodes=episodes, seed=seed, progress=progress,
-                      expert_params=expert_params, n_agents=n_agents)
-    generated = time.perf_counter() - start
-    write_dataset(out, ds)
-    written = time.perf_counter() - start
-    timed = dataclasses.replace(ds, attrs={**ds.attrs, "generation_seconds": round(generated, 2),
-                                           "generation_and_write_seconds": round(written, 2)})
-    write_card(timed, out)
+    with output_lock(out):
+        start = time.perf_counter()
+        ds = make_dataset(task, quality, episodes=episodes, seed=seed, progress=progress,
+                          expert_params=expert_params, n_agents=n_agents)
+        generated = time.perf_counter() - start
+        remove_card(out)
+        write_dataset(out, ds)
+        written = time.perf_counter() - start
+        timed = dataclasses.replace(ds, attrs={**ds.attrs,
+                                               "generation_seconds": round(generated, 2),
+                                               "generation_and_write_seconds": round(written, 2)})
+        write_card(timed, out)
     log.info("%s/%s: %d episodes in %.1f s (%.1f s with writing)", task, quality,
              len(ds.episode_boundaries()), generated, written)
     return ds

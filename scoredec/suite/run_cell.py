@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import platform
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from scoredec import __version__
 from scoredec.io import atomic_write_json
+from scoredec.locks import output_lock
 from scoredec.methods import get_method, merge
 from scoredec.periodic_eval import PeriodicEval
+from scoredec.provenance import hardware, versions
+from scoredec.runs import run_lock
 from scoredec.suite.grid import Cell, cell_path, split_task
 from scoredec.suite.presets import Preset
 from scoredec.suite.share import adopt_shared_stages
@@ -54,14 +51,18 @@ def ensure_dataset(root: Path, preset: Preset, task: str, quality: str) -> Path:
     if (task, quality) in preset.datasets:
         return Path(preset.datasets[(task, quality)])
     path = dataset_path(root, preset, task, quality)
+    if path.is_file():
+        return path
     task_id, n_agents = split_task(task)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        episodes = preset.episodes_for(task, quality)
-        log.info("dataset %s: generating %d episodes (seed %d)", path.name, episodes,
-                 preset.data_seed)
-        make_dataset_file(task_id, quality, path, episodes=episodes,
-                          seed=preset.data_seed, progress=False, n_agents=n_agents)
+    # Another shard may be making the same file: wait for it, then use what it made.
+    with output_lock(path, wait=True):
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            episodes = preset.episodes_for(task, quality)
+            log.info("dataset %s: generating %d episodes (seed %d)", path.name, episodes,
+                     preset.data_seed)
+            make_dataset_file(task_id, quality, path, episodes=episodes,
+                              seed=preset.data_seed, progress=False, n_agents=n_agents)
     return path
 
 
@@ -116,36 +117,6 @@ def resolve_overrides(preset: Preset, cell: Cell) -> dict:
 
 # --------------------------------------------------------------------------- records
 
-def hardware(device: str) -> dict:
-    cpu = platform.processor() or ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # The load average says whether the cell shared its cores (its wall-clock is then longer).
-    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return {"device": device, "cpu": cpu, "cores": affinity, "torch_threads": torch.get_num_threads(),
-            "gpu": gpu, "platform": platform.platform(), "load_avg_1_5_15": load}
-
-
-def _git_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[2]
-    if not (repo / ".git").exists() or shutil.which("git") is None:
-        return None
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                         text=True, check=False)
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def versions() -> dict:
-    return {"scoredec": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "numpy": np.__version__, "git": _git_commit()}
-
-
 def _device(preset: Preset) -> str:
     if preset.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -172,13 +143,14 @@ def run_cell(cell: Cell, preset: Preset, root: Path, *, resume: bool = False,
     overrides = resolve_overrides(preset, cell)
     run = root / "runs" / cell.key
     resumed = run.exists()
-    shared = (adopt_shared_stages(root, cell, overrides, data, donor_roots)
-              if preset.share_stages else {})
-    t0 = time.perf_counter()
-    during = {"evaluation": PeriodicEval(preset.eval_every)} if preset.eval_every else {}
-    entry.train(data, run, seed=cell.seed, overrides=overrides, progress=progress,
-                resume=resume, **during)
-    train_seconds = time.perf_counter() - t0
+    with run_lock(run):   # stage sharing writes into the run before training opens it
+        shared = (adopt_shared_stages(root, cell, overrides, data, donor_roots)
+                  if preset.share_stages else {})
+        t0 = time.perf_counter()
+        during = {"evaluation": PeriodicEval(preset.eval_every)} if preset.eval_every else {}
+        entry.train(data, run, seed=cell.seed, overrides=overrides, progress=progress,
+                    resume=resume, **during)
+        train_seconds = time.perf_counter() - t0
     device = _device(preset)
     t0 = time.perf_counter()
     actors, meta = load_actors(run, device=device)

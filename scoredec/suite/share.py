@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scoredec.checkpoint import checkpoint_paths, is_complete
 from scoredec.config import config_from_dict, config_to_dict
+from scoredec.data.fingerprint import file_sha256
 
 __all__ = ["SHAREABLE", "stage_signature", "adopt_shared_stages"]
 
@@ -96,6 +97,8 @@ def adopt_shared_stages(root: Path, cell, overrides: dict, data: Path,
                                          where=f"{stem}.json")
             if stage_signature(donor_cfg, stage, meta["data"]) != mine:
                 continue
+            if meta.get("data_sha256") not in (None, file_sha256(data)):
+                continue   # trained on what the file held before it was made again
             run.mkdir(parents=True, exist_ok=True)
             target = product_stem(run, stage)
             for src, dst in zip(checkpoint_paths(stem), checkpoint_paths(target)):
