@@ -96,14 +96,18 @@ def cmd_bandit(args) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args) -> int:
-    from scoredec.pipeline import TrainConfig, train
+    from scoredec import distributed
+    from scoredec.pipeline import TrainConfig, resolve_device, train
 
     cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
     cfg = apply_arguments(cfg, args)
-    run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
-                progress=not args.quiet, budget=args.budget,
-                allow_data_change=args.allow_data_change)
-    print(f"run: {run}")
+    # Under torchrun: one process of a data-parallel training (scoredec/distributed.py).
+    with distributed.launch(resolve_device(cfg.device)):
+        run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
+                    progress=not args.quiet, budget=args.budget,
+                    allow_data_change=args.allow_data_change)
+        if distributed.is_writer():
+            print(f"run: {run}")
     return 0
 
 
@@ -506,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs")
     p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
-    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory (under torchrun write --run-dir: its own options make "
+                        "--run ambiguous)")
     p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
     p.add_argument("--resume", action="store_true",
                    help="continue stages from their last checkpoint (exactly)")
@@ -724,6 +730,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refuse_launcher(command: str) -> None:
+    """Only `train` splits its work over the processes torchrun starts; any other command would
+    run once per process on the same files (the suite has --shard I/N for a job array)."""
+    from scoredec.distributed import launched
+
+    if command != "train" and launched():
+        raise ValueError(f"`scoredec {command}` runs in one process; under torchrun only `train` "
+                         "does (for the suite use --shard I/N, one job per shard)")
+
+
 # Errors that are the user's input or the file system's answer, not a bug: one line, no
 # traceback (unless --traceback). OSError covers a path that is a directory, a full disk, a
 # permission; its message names the path.
@@ -735,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        refuse_launcher(args.command)
         return args.func(args)
     except USER_ERRORS as err:
         if args.traceback:

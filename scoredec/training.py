@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from scoredec import distributed
 from scoredec.checkpoint import load_checkpoint, save_checkpoint
 from scoredec.data.tensors import Batch, OfflineData
 
@@ -111,6 +112,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor,
                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(optimizer)   # several processes: the whole batch's gradient
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -128,7 +130,11 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
     time-limited sitting checkpoints where it stops and resumes later).
 
     run: a scoredec.runs.RunDir for checkpoints and resume (None: in memory only);
-    logger: a scoredec.runs.MetricsLogger (None: no metrics files)."""
+    logger: a scoredec.runs.MetricsLogger (None: no metrics files).
+
+    Under torchrun (scoredec.distributed) every process runs this loop in step: each computes
+    its share of every batch, rank 0 alone writes checkpoints (the others wait for it) and
+    metrics, which are averages over the processes."""
     start = 0
     if run is not None:
         stem = run.latest(f"{stage.name}-")
@@ -139,25 +145,13 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             log.info("%s: resumed from %s at step %d", stage.name, stem, start)
             if logger is not None:
                 logger.truncate_after(stage.name, start)
+    distributed.check_stage(stage.name, stage.batch_size, start, stage.modules,
+                            {"batches": generator})
     end = stage.steps if budget is None else min(start + budget, stage.steps)
     last: dict[str, float] = {}
-    # disable=None: bars on a terminal only, so CI logs are not flooded.
-    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name,
-               disable=None if progress else True, dynamic_ncols=True, leave=False)
-    for module in stage.modules.values():
-        module.train()
-    for step in range(start + 1, end + 1):
-        metrics = stage.step(data.sample(stage.batch_size, generator), generator)
-        stage.after_step()
-        if step % log_every == 0 or step == end:
-            last = {k: float(v) for k, v in metrics.items()}
-            bad = [k for k, v in last.items() if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
-            if logger is not None:
-                logger.log(step, stage.name, **last)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
-        if run is not None and (step % checkpoint_every == 0 or step == end):
+
+    def checkpoint(step: int) -> None:
+        if distributed.is_writer():
             tag = checkpoint_tag(stage.name, step)
             save_checkpoint(run.checkpoint_stem(tag), modules=stage.modules,
                             optimizers=stage.optimizers, schedulers=stage.schedulers,
@@ -165,6 +159,27 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
                             meta={"step": step, "stage": stage.name})
             run.record_latest(tag)
             run.prune(f"{stage.name}-", keep=2)
+        distributed.barrier()   # the others go on once the checkpoint is complete
+
+    # disable=None: bars on a terminal only, so CI logs are not flooded.
+    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name,
+               disable=None if progress else True, dynamic_ncols=True, leave=False)
+    for module in stage.modules.values():
+        module.train()
+    for step in range(start + 1, end + 1):
+        metrics = distributed.run_step(stage.step, data.sample(stage.batch_size, generator),
+                                       generator)
+        stage.after_step()
+        if step % log_every == 0 or step == end:
+            last = {k: float(v) for k, v in distributed.mean_metrics(metrics).items()}
+            bad = [k for k, v in last.items() if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
+            if logger is not None:
+                logger.log(step, stage.name, **last)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
+        if run is not None and (step % checkpoint_every == 0 or step == end):
+            checkpoint(step)
         bar.update(1)
     bar.close()
     if end == stage.steps:
