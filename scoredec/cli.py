@@ -97,18 +97,122 @@ def cmd_bandit(args) -> int:
 
 def cmd_train(args) -> int:
     from scoredec import distributed
+    from scoredec.config import config_to_dict
+    from scoredec.methods import family, get_method
+    from scoredec.periodic_eval import PeriodicEval
     from scoredec.pipeline import TrainConfig, resolve_device, train
 
-    cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
-    cfg = apply_arguments(cfg, args)
-    # Under torchrun: one process of a data-parallel training (scoredec/distributed.py).
+    evaluation = (PeriodicEval(args.eval_every, episodes=args.eval_episodes)
+                  if args.eval_every else None)
+    progress = not args.quiet
+    if args.method is not None and args.method not in family():   # a baseline
+        entry = get_method(args.method)
+        if args.stage != "all":
+            raise ValueError(f"--method {args.method} trains one stage (its actors and critics "
+                             f"together): use `scoredec train all`, not `train {args.stage}`")
+        cfg = apply_arguments(load_config(entry.config, args.config) if args.config
+                              else entry.config(), args)
+        method, config, stages = args.method, config_to_dict(cfg), None
+
+        def run_training():
+            return entry.train(args.data, args.run, seed=cfg.seed, overrides=config,
+                               progress=progress, budget=args.budget, resume=args.resume,
+                               evaluation=evaluation, allow_data_change=args.allow_data_change)
+    else:
+        cfg = load_config(TrainConfig, args.config) if args.config else TrainConfig()
+        cfg = apply_arguments(cfg, args)
+        method, config, stages = cfg.method, config_to_dict(cfg), STAGE_NAMES[args.stage]
+
+        def run_training():
+            return train(args.data, cfg, args.run, stages=stages, resume=args.resume,
+                         progress=progress, budget=args.budget, evaluation=evaluation,
+                         allow_data_change=args.allow_data_change)
+    _print_estimate(args, method, config, stages)
+    # Under torchrun: one process of a data-parallel training (scoredec/distributed.py); rank 0
+    # writes the run, and so its W&B record.
     with distributed.launch(resolve_device(cfg.device)):
-        run = train(args.data, cfg, args.run, stages=STAGE_NAMES[args.stage], resume=args.resume,
-                    progress=not args.quiet, budget=args.budget,
-                    allow_data_change=args.allow_data_change)
+        if args.wandb and distributed.is_writer():
+            from scoredec.wandb_logger import wandb_run
+
+            with wandb_run(args.run, {"method": method, **config}, args.wandb, args.wandb_project):
+                run = run_training()
+        else:
+            run = run_training()
         if distributed.is_writer():
             print(f"run: {run}")
     return 0
+
+
+ESTIMATE_WARN_SECONDS = 3600
+"""`train` warns when its estimate is over this."""
+
+
+def _print_estimate(args, method: str, config: dict, stages: tuple[str, ...] | None) -> None:
+    """Log how long the run will take here (scoredec.timing's probe); warn over an hour."""
+    from scoredec.progress import format_duration
+    from scoredec.timing import estimate_run, remaining_steps, stage_steps, worth_probing
+
+    from scoredec.distributed import launched
+
+    if args.no_estimate or launched():   # the probe times one process, not the torchrun group
+        return
+    remaining = remaining_steps(Path(args.run), stage_steps(method, config, stages))
+    if args.budget is not None:   # this sitting runs at most --budget steps, stages in order
+        left = args.budget
+        for stage, n in remaining.items():
+            remaining[stage], left = min(n, left), left - min(n, left)
+    from scoredec.interrupt import TrainingInterrupted
+
+    if not worth_probing(remaining):
+        return
+    log.info("train %s: timing a few steps per stage first, to estimate the run "
+             "(--no-estimate skips this)", method)
+    try:
+        est = estimate_run(method, Path(args.data), config, remaining)
+    except TrainingInterrupted:   # stopped in the probe: nothing of the run to resume yet
+        raise KeyboardInterrupt from None
+    if est is None:
+        return
+    parts = ", ".join(f"{stage} {remaining[stage]} steps at {rate:.1f}/s"
+                      for stage, rate in est["steps_per_s"].items())
+    text = f"train {method}: estimated {format_duration(est['total'])} on this machine ({parts})"
+    if est["total"] > ESTIMATE_WARN_SECONDS:
+        log.warning("%s. That is over an hour: --budget N stops after N steps (--resume "
+                    "continues); configs/cpu.yaml is sized for 2 CPU cores.", text)
+    else:
+        log.info("%s", text)
+
+
+def _baselines() -> tuple[str, ...]:
+    """The registered methods outside the OMSD family (scoredec/baselines)."""
+    from scoredec.methods import family, method_names
+
+    return tuple(m for m in method_names() if m not in family())
+
+
+def _train_baseline(argv: list[str] | None) -> str | None:
+    """The baseline that `train --method NAME` in argv names, or None (no train command, no
+    --method, or a method of the OMSD family)."""
+    from scoredec.methods import family, method_names
+
+    if not argv or "train" not in argv:
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method")
+    method = pre.parse_known_args(argv[argv.index("train") + 1:])[0].method
+    return method if method in method_names() and method not in family() else None
+
+
+def _widen_method_choices(parser: argparse.ArgumentParser) -> None:
+    """`train --method` of the OMSD family's flags also lists the baselines (each is parsed
+    with its own config's flags: _train_baseline)."""
+    from scoredec.methods import method_names
+
+    (action,) = [a for a in parser._actions if a.dest == "method"]
+    action.choices = list(method_names())
+    action.metavar = "{" + ",".join(action.choices) + "}"
+    action.help = action.help.replace("(default", "; a baseline (" + ", ".join(_baselines())
+                                      + ") takes its own config's flags (default", 1)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -263,7 +367,7 @@ def cmd_sample(args) -> int:
           f"({args.solver or cfg.behavior.solver}, {args.steps or cfg.behavior.sample_steps} steps)")
     for i in range(spec.n_agents):
         a = actions[:, i, :spec.act_dims[i]]
-        print(f"  agent {i}: mean {np.round(a.mean(0), 3).tolist()} std {np.round(a.std(0), 3).tolist()}")
+        print(f"  agent {i}: mean {_rounded(a.mean(0))} std {_rounded(a.std(0))}")
     if spec.n_agents >= 2:
         same = float((np.sign(actions[:, 0, 0]) == np.sign(actions[:, 1, 0])).mean())
         print(f"  agents 0 and 1 first action dims share a sign in {100 * same:.1f}% of samples")
@@ -273,6 +377,11 @@ def cmd_sample(args) -> int:
                 np.save(f, actions, allow_pickle=False)
         print(f"wrote {args.out}: [count, agents, act_max] float32")
     return 0
+
+
+def _rounded(values, digits: int = 3) -> str:
+    """[0.047, -0.512]: a vector as people read it (float32 to float prints 0.04699999839...)."""
+    return "[" + ", ".join(f"{float(v):.{digits}f}" for v in values) + "]"
 
 
 # --------------------------------------------------------------------------- data
@@ -374,13 +483,19 @@ def cmd_suite(args) -> int:
         return cmd_suite_tune(args)
     from scoredec.methods import get_method, method_names
     from scoredec.suite.grid import make_cells, parse_shard, pending, shard
-    from scoredec.suite.presets import get_preset
+    from scoredec.suite.presets import get_preset, on_user_dataset
     from scoredec.suite.run_cell import estimate_seconds, run_cell
 
     root = Path(args.root)
     preset = get_preset(args.preset, tasks=tuple(args.tasks) if args.tasks else None,
                         qualities=tuple(args.qualities) if args.qualities else None,
-                        seeds=tuple(args.seeds) if args.seeds else None, n_agents=args.agents)
+                        seeds=tuple(args.seeds) if args.seeds else None, n_agents=args.agents,
+                        eval_every=args.eval_every or None)
+    if args.data:
+        if args.tasks or args.qualities or args.agents is not None:
+            raise ValueError("--data is the grid's one dataset, with its own task and agents: it "
+                             "replaces --tasks, --qualities and --agents")
+        preset = on_user_dataset(preset, Path(args.data))
     methods = tuple(args.methods) if args.methods else method_names()
     for m in methods:
         get_method(m)  # an unknown name fails here, before any work
@@ -476,8 +591,40 @@ def cmd_bench(args) -> int:
 
 # --------------------------------------------------------------------------- parser
 
-def build_parser() -> argparse.ArgumentParser:
+GLOBAL_OPTIONS = (
+    (("-q", "--quiet"), {"action": "store_true", "help": "no progress bars, progress lines or info logs"}),
+    (("-v", "--verbose"), {"action": "store_true", "help": "debug logs too"}),
+    (("--traceback",), {"action": "store_true", "help": "show the full traceback of errors"}),
+    (("--progress-every",), {"type": float, "default": 30.0, "metavar": "SECONDS",
+                             "help": "off a terminal (pipe, nohup, scheduler): seconds between "
+                                     "training progress lines (step, steps/s, ETA, loss) "
+                                     "(default: 30)"}),
+)
+"""Options of every command, accepted before or after the subcommand's name."""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """The top parser holds the defaults; on a subcommand the same flags default to SUPPRESS,
+    so that one given before the subcommand is not reset by the subcommand's default."""
+    group = parser.add_argument_group("global options (anywhere on the line)")
+    for flags, kw in GLOBAL_OPTIONS:
+        group.add_argument(*flags, **(kw if top else {**kw, "default": argparse.SUPPRESS}))
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from _subparsers(sub)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """argv: the command line about to be parsed; `train --method BASELINE` then gets that
+    baseline's config flags instead of the OMSD family's."""
     from scoredec.experiments.bandit import BanditConfig
+    from scoredec.methods import get_method, method_names
+    from scoredec.periodic_eval import PeriodicEval
     from scoredec.pipeline import TrainConfig
     from scoredec.sde import SOLVERS
 
@@ -487,8 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "diffusion models per agent conditioned on the earlier agents' actions, an IQL "
                     "critic, and score-regularized decentralized actors.")
     parser.add_argument("--version", action="version", version=f"scoredec {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback of errors")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("bandit", formatter_class=_formatter,
@@ -501,19 +647,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bandit)
 
     p = sub.add_parser("train", formatter_class=_formatter,
-                       help="train stage 1, the critic, stage 2 or all from a dataset file",
+                       help="train stage 1, the critic, stage 2 or all from a dataset file "
+                            "(any method: the OMSD family, BC and the baselines)",
                        description="Trains into a run directory (config.yaml, metrics.jsonl, "
                                    "TensorBoard, checkpoints/, run.json with the dataset's "
                                    "SHA-256, versions and hardware, and behavior/critic/actors "
                                    ".safetensors+.json), one process at a time (a second is "
-                                   "refused). Flags override the --config YAML.")
+                                   "refused). Flags override the --config YAML. Prints a time "
+                                   "estimate first (a short probe run). Ctrl-C or SIGTERM "
+                                   "checkpoints and prints the resume command. A baseline "
+                                   "(--method " + ", ".join(_baselines()) + ") takes its own "
+                                   "config's flags: see `scoredec train all --method iql --help`.")
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
-                   "IQL critic, stage2 = actors, all = what the method needs")
+                   "IQL critic, stage2 = actors, all = what the method needs (a baseline: all)")
     p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
     p.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="run directory (under torchrun write --run-dir: its own options make "
                         "--run ambiguous)")
-    p.add_argument("--config", help="YAML file of a TrainConfig (see configs/)")
+    p.add_argument("--config", help="YAML file of the method's config (TrainConfig for the OMSD "
+                                    "family and BC; see configs/, e.g. configs/cpu.yaml)")
     p.add_argument("--resume", action="store_true",
                    help="continue stages from their last checkpoint (exactly)")
     p.add_argument("--budget", type=_int_at_least(1),
@@ -521,7 +673,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-data-change", action="store_true",
                    help="reopen a run although its dataset's content (SHA-256, recorded in "
                         "RUN/run.json) changed since it started; without it that is an error")
-    add_config_arguments(p, TrainConfig)
+    p.add_argument("--no-estimate", action="store_true",
+                   help="skip the timing probe that estimates the run's duration first")
+    p.add_argument("--eval-every", type=_int_at_least(0), default=0, metavar="K",
+                   help="evaluate the actors every K actor steps (normalized score to "
+                        "TensorBoard eval/ and metrics.jsonl; changes no trained number); 0 = off")
+    p.add_argument("--eval-episodes", type=_int_at_least(1), default=PeriodicEval.episodes, metavar="N",
+                   help="episodes of each evaluation during training (the same ones each time)")
+    p.add_argument("--wandb", nargs="?", const="auto", choices=("auto", "online", "offline"),
+                   help="also log to Weights & Biases (optional extra: pip install "
+                        "'scoredec[wandb]'): offline writes RUN/wandb/ without network (`wandb "
+                        "sync` uploads it later); auto (the flag alone): WANDB_MODE, else online")
+    p.add_argument("--wandb-project", default="scoredec", metavar="NAME",
+                   help="W&B project of the run (with --wandb)")
+    baseline = _train_baseline(argv)
+    if baseline is None:
+        add_config_arguments(p, TrainConfig)
+        _widen_method_choices(p)
+    else:
+        p.add_argument("--method", required=True, choices=method_names(),
+                       help="method to train (a baseline here: its own config's flags below)")
+        add_config_arguments(p, get_method(baseline).config)
     p.set_defaults(func=cmd_train)
 
     from scoredec.behaviour_report import REPORT_ROWS, REPORT_SAMPLES, default_episodes
@@ -720,6 +892,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted cells from their run checkpoints")
     p.add_argument("--root", default="results", help="suite root: data/, runs/, cells/, TABLE.md")
+    p.add_argument("--data", metavar="FILE",
+                   help="a grid over methods x seeds on this one dataset (.h5, scoredec schema) "
+                        "instead of the preset's tasks and qualities; cells are named "
+                        "METHOD__ENV__STEM__sSEED (ENV: the dataset's environment, STEM: the "
+                        "file's name without .h5), trained with the preset's sizes")
+    p.add_argument("--eval-every", type=_int_at_least(0), default=0, metavar="K",
+                   help="evaluate each cell's actors every K actor steps during training: the "
+                        "cells' eval_curve and the curves plot (score vs steps); 0 = off")
     p.add_argument("--no-estimate", action="store_true", help="skip the timing probe")
     p.add_argument("--no-table", action="store_true", help="do not regenerate TABLE.md at the end")
     p.set_defaults(func=cmd_suite)
@@ -727,6 +907,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", formatter_class=_formatter,
                        help="versions, devices, available backends, how _C was built")
     p.set_defaults(func=cmd_info)
+    for p in _subparsers(parser):
+        _add_global_options(p, top=False)
     return parser
 
 
@@ -745,19 +927,86 @@ def refuse_launcher(command: str) -> None:
 # permission; its message names the path.
 USER_ERRORS = (ValueError, OSError, RuntimeError, KeyError)
 
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what shells report for a job stopped by Ctrl-C."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a Unix tool's exit looks like when its reader (`| head`) went away."""
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues this one: the same arguments plus --resume."""
+    import shlex
+
+    from scoredec.distributed import launched
+
+    prog = sys.argv[0] if Path(sys.argv[0]).name == "scoredec" else "scoredec"
+    args = list(argv) + ([] if "--resume" in argv else ["--resume"])
+    if launched():   # the torchrun command line is the launcher's, not known here
+        return "torchrun [the same options] -m scoredec " + shlex.join(args)
+    return shlex.join([prog, *args])
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
+        try:
+            return _main(sys.argv[1:] if argv is None else list(argv))
+        finally:
+            sys.stdout.flush()   # a closed pipe fails here, inside the handler below
+    except BrokenPipeError:
+        # The reader of our stdout is gone (`scoredec ... | head`): end quietly, as Unix tools
+        # do. Python flushes stdout again at exit and would fail once more, so point it at
+        # /dev/null first (the Python docs' recipe, "Note on SIGPIPE").
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str]) -> int:
+    import signal
+
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from scoredec.interrupt import TrainingInterrupted
+    from scoredec.progress import set_log_interval
+
+    # SIGTERM (a scheduler's stop, `kill`) ends a command as Ctrl-C does: training checkpoints
+    # (scoredec/interrupt.py), and nothing prints a traceback.
+    previous_term = signal.getsignal(signal.SIGTERM)
+    catch_term = previous_term is not signal.SIG_IGN   # a job started to ignore it still does
+    if catch_term:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        set_log_interval(args.progress_every)
         refuse_launcher(args.command)
         return args.func(args)
+    except BrokenPipeError:   # an OSError, but no user error: main() ends quietly
+        raise
     except USER_ERRORS as err:
         if args.traceback:
             raise
         print(f"scoredec {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"interrupted at {stop.stage} step {stop.step}: resume with: "
+              f"{resume_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        resumable = args.command in ("train", "suite")
+        print(f"scoredec {args.command}: interrupted"
+              + (f"; resume with: {resume_command(argv)}" if resumable else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if catch_term:
+            signal.signal(signal.SIGTERM, previous_term if previous_term is not None
+                          else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

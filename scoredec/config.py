@@ -507,8 +507,10 @@ def _flag_kwargs(tp: Any, field: dataclasses.Field) -> dict[str, Any]:
     return kw
 
 
-def _default_text(field: dataclasses.Field) -> str:
-    if field.default is not _MISSING:
+def _default_text(field: dataclasses.Field, defaults: Any = None) -> str:
+    if defaults is not None:   # the enclosing config's own default for this section
+        value = getattr(defaults, field.name)
+    elif field.default is not _MISSING:
         value = field.default
     elif field.default_factory is not _MISSING:
         value = field.default_factory()
@@ -526,16 +528,24 @@ def _section_type(tp: Any) -> type | None:
     return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
+                         defaults: Any = None) -> None:
     """Add one flag per leaf field of ``cls``: ``--name``, ``--section.name`` for nested ones.
 
     Help text is the field's help plus its default; ``choices`` and Literal types are enforced
     by argparse; bools are ``--flag/--no-flag``; tuples and lists take several values
     (``--hidden 256 256``); Optional fields accept ``none``; other types take a YAML/JSON
     literal. Every flag's argparse default is None, meaning "not given", so that
-    :func:`apply_arguments` only overrides what the user typed.
+    :func:`apply_arguments` only overrides what the user typed. The defaults shown are those
+    of ``defaults`` (an instance of ``cls``; default: ``cls()``), so a section whose parent
+    gives it other defaults (``param(BehaviorConfig(hidden=128), ...)``) shows those.
     """
     hints = _hints(cls)
+    if defaults is None:
+        try:
+            defaults = cls()
+        except (TypeError, ValueError):   # a field without a default: show the fields' own
+            defaults = None
     group = parser.add_argument_group(f"{prefix[:-1]} ({cls.__name__})") if prefix else parser
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -544,12 +554,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
         key = f"{prefix}{f.name}"
         section = _section_type(tp)
         if section is not None:
-            add_config_arguments(parser, section, prefix=f"{key}.")
+            add_config_arguments(parser, section, prefix=f"{key}.",
+                                 defaults=None if defaults is None else getattr(defaults, f.name))
             continue
         kw = _flag_kwargs(tp, f)
         help_text = f.metadata.get("help", "")
         if "(default" not in help_text:   # a help that explains its own default keeps it
-            help_text = f"{help_text} (default: {_default_text(f)})"
+            help_text = f"{help_text} (default: {_default_text(f, defaults)})"
         help_text = help_text.replace("%", "%%")
         group.add_argument(f"--{key}", dest=key, default=None, help=help_text, **kw)
 

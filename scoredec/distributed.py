@@ -245,6 +245,17 @@ def check_stage(name: str, batch_size: int, start: int, modules: dict[str, nn.Mo
     same_everywhere(state_digest(modules, generators), f"the state of stage {name} at step {start}")
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` is set on any rank (a stop signal that reached some processes first), so
+    that all stop after the same step. One process: flag."""
+    if _GROUP is None:
+        return flag
+    import torch.distributed as dist
+    value = torch.tensor([int(flag)], device=_GROUP.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def mean_metrics(metrics: dict[str, Tensor | float]) -> dict[str, Tensor | float]:
     """Each metric averaged over the ranks (every metric is a mean over rows, or a sum of such
     means: the average of equal slices' values is the whole batch's). One process: as given."""

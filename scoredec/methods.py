@@ -31,12 +31,15 @@ def get_method(name: str) -> MethodEntry:
 
 
 def _pipeline_trainer(method: str) -> TrainFn:
-    def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False):
+    def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False,
+              evaluation=None, allow_data_change=False):
         cfg = config_with(TrainConfig, overrides, method=method, seed=seed)
         return train_pipeline(data_path, cfg, run_dir, resume=resume, progress=progress,
-                              budget=budget)
+                              budget=budget, evaluation=evaluation,
+                              allow_data_change=allow_data_change)
     return train
 
 
 for _name, (_variant, _description, _centralized) in FAMILY.items():
-    register_method(MethodEntry(_name, _pipeline_trainer(_name), _centralized, _description, _variant))
+    register_method(MethodEntry(_name, _pipeline_trainer(_name), _centralized, _description, _variant,
+                                TrainConfig))

@@ -34,10 +34,11 @@ from scoredec.data.hdf5 import read_dataset
 from scoredec.data.schema import DatasetError
 from scoredec.data.tensors import OfflineData
 from scoredec.layout import AgentSpec
+from scoredec.periodic_eval import PeriodicEval
 from scoredec.registry import family, variant
 from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
 from scoredec.runs import MetricsLogger, RunDir, RunView
-from scoredec.training import Stage, run_stage
+from scoredec.training import EVAL_STAGE, Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -322,14 +323,26 @@ class StagePlan:
     build: Callable[[], tuple[Stage, Callable[[], None]]]
 
 
+def stage_actors(stage: Stage) -> torch.nn.Module | None:
+    """The actors a stage trains (a policy stage's, a baseline's), or None."""
+    if isinstance(stage, CapturedStep):
+        stage = stage.stage
+    return getattr(stage, "actors", None)
+
+
 def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume: bool = False,
-          progress: bool = True, budget: int | None = None, desc: str | None = None) -> Path:
+          progress: bool = True, budget: int | None = None, desc: str | None = None,
+          evaluation: PeriodicEval | None = None) -> Path:
     """The training driver of every method: runs `plans` in order into the opened run.
 
     A stage whose product exists is skipped; a stage with checkpoints but no product needs
     resume=True (then run_stage continues it exactly). budget: at most that many optimizer
     steps in this call, over all stages (a time-limited sitting: it checkpoints where it stops;
-    resume=True continues). desc: the progress bar's and the log's name (default: the stage's)."""
+    resume=True continues). desc: the progress bar's and the log's name (default: the stage's).
+    evaluation: evaluate the actors every evaluation.every steps of the stage that trains them
+    (the return curve; it changes no trained number)."""
+    if evaluation is not None:
+        evaluation.check(opened.origin["env_id"])
     logger: MetricsLogger | None = None   # opened when a stage runs: a finished run stays as is
     try:
         for plan in plans:
@@ -353,10 +366,18 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
             # with none, since it began): run_stage logs those steps again.
             if logger is not None:
                 logger.truncate_after(stage.name, opened.run.latest_step(f"{stage.name}-"))
+            actors = stage_actors(stage)
+            # Several processes: rank 0 evaluates (it forks the RNGs, so the others' stay equal).
+            evaluate = (evaluation.evaluator(actors, opened.origin["env_id"], opened.device)
+                        if evaluation is not None and evaluation.every and actors is not None
+                        and distributed.is_writer() else None)
+            if evaluate is not None:   # and the evaluations it made then
+                logger.truncate_after(EVAL_STAGE, opened.run.latest_step(f"{stage.name}-"))
             result = run_stage(stage, opened.data, generator, run=opened.run, logger=logger,
                                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                                budget=budget, progress=progress and distributed.is_writer(),
-                               desc=desc)
+                               desc=desc, evaluate=evaluate,
+                               eval_every=evaluation.every if evaluate else 0)
             if not result.finished:
                 log.info("%s: stopped at step %d of %d (budget); resume to continue", label,
                          result.step, stage.steps)
@@ -374,13 +395,16 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
 
 def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
           stages: tuple[str, ...] | None = None, resume: bool = False, progress: bool = True,
-          budget: int | None = None, allow_data_change: bool = False) -> Path:
+          budget: int | None = None, evaluation: PeriodicEval | None = None,
+          allow_data_change: bool = False) -> Path:
     """Train the given stages (default: all the method needs) into run_path.
 
     Finished stages are skipped; a stage with checkpoints but no product needs resume=True.
     budget: at most that many optimizer steps in this call, over all stages (a time-limited
     sitting: it checkpoints where it stops; resume=True continues). A run is tied to its
-    dataset's content: reopening it on changed data raises unless allow_data_change."""
+    dataset's content: reopening it on changed data raises unless allow_data_change.
+    evaluation: the actors' score every K steps of stage 2 (scoredec.periodic_eval; changes no
+    trained number)."""
     validate_config(cfg)   # a config built in code gets the checks a YAML file gets
     if cfg.capture != "none" and distributed.current() is not None:
         # A captured step runs its own backward and update, without the gradient average.
@@ -399,7 +423,8 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
         plans = [StagePlan(stage, cfg.seed * 1000 + i,
                            lambda stage=stage: build_stage(opened, cfg, stage))
                  for i, stage in enumerate(STAGES) if stage in wanted]
-        return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget)
+        return drive(opened, cfg, plans, resume=resume, progress=progress, budget=budget,
+                     evaluation=evaluation)
 
 
 def build_stage(opened: OpenRun, cfg: TrainConfig, stage: str) -> tuple[Stage, Callable[[], None]]:

@@ -149,6 +149,7 @@ class PolicyStage(Stage):
     def __init__(self, objective: PolicyObjective):
         cfg = objective.cfg
         self.objective, self.batch_size, self.steps = objective, cfg.batch_size, cfg.steps
+        self.actors = objective.actors   # what evaluation during training rolls out
         opt = torch.optim.Adam(objective.actors.parameters(), lr=cfg.lr)
         self.modules = {"actors": objective.actors}
         self.optimizers = {"actors": opt}

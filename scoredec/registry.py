@@ -16,8 +16,11 @@ from scoredec.config import config_from_dict, config_to_dict
 
 class TrainFn(Protocol):
     def __call__(self, data_path: Path, run_dir: Path, *, seed: int, overrides: dict,
-                 progress: bool = True, budget: int | None = None, resume: bool = False) -> Path:
-        """Train on data_path into run_dir; overrides: a nested dict of config fields."""
+                 progress: bool = True, budget: int | None = None, resume: bool = False,
+                 evaluation=None, allow_data_change: bool = False) -> Path:
+        """Train on data_path into run_dir; overrides: a nested dict of config fields;
+        evaluation: a scoredec.periodic_eval.PeriodicEval (the score during training) or None;
+        allow_data_change: reopen a run whose dataset's content changed."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class MethodEntry:
     centralized: bool = False   # True: not decentralized at execution (an oracle; marked in tables)
     description: str = ""
     variant: Variant | None = None   # the OMSD family's stage-2 variant; None for a baseline
+    config: type | None = None       # the config dataclass its overrides fill (train --method)
 
 
 REGISTRY: dict[str, MethodEntry] = {}

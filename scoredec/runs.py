@@ -27,8 +27,9 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -39,7 +40,7 @@ from scoredec.locks import ExclusiveLock
 from scoredec.provenance import hardware, versions
 
 __all__ = ["RunError", "RunDir", "RunView", "MetricsLogger", "read_metrics", "config_diff",
-           "run_lock"]
+           "run_lock", "metrics_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +412,20 @@ def read_metrics(path: str | os.PathLike, stage: str | None = None) -> list[dict
     return out
 
 
+_SINKS: list[Callable[[str, int, dict[str, float]], None]] = []
+
+
+@contextmanager
+def metrics_sink(sink: Callable[[str, int, dict[str, float]], None]) -> Iterator[None]:
+    """While inside, every MetricsLogger.log call also goes to sink(stage, step, scalars): an
+    experiment tracker (scoredec.wandb_logger) sees what metrics.jsonl and TensorBoard see."""
+    _SINKS.append(sink)
+    try:
+        yield
+    finally:
+        _SINKS.remove(sink)
+
+
 class MetricsLogger:
     """Scalar metrics to ``<path>/metrics.jsonl`` (always) and TensorBoard (if available).
 
@@ -471,6 +486,8 @@ class MetricsLogger:
                 self._writer.add_scalar(f"{stage}/{name}", v, global_step=int(step))
         self._fh.write(json.dumps(record, allow_nan=False) + "\n")
         self._fh.flush()
+        for sink in _SINKS:
+            sink(str(stage), int(step), {name: float(value) for name, value in scalars.items()})
 
     def truncate_after(self, stage: str, step: int) -> int:
         """Rewrite metrics.jsonl (atomically) without lines of ``stage`` with step > ``step``.

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from scoredec import distributed
 from scoredec.checkpoint import load_checkpoint, save_checkpoint
 from scoredec.data.tensors import Batch, OfflineData
+from scoredec.interrupt import TrainingInterrupted, deferred_stop
+from scoredec.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +124,33 @@ def checkpoint_tag(stage: str, step: int) -> str:
     return f"{stage}-{step:09d}"
 
 
+EVAL_STAGE = "eval"
+"""metrics.jsonl's stage name of the evaluations during training (`evaluate` of run_stage)."""
+
+
 def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, run=None,
               logger=None, log_every: int = 1000, checkpoint_every: int = 10_000,
               budget: int | None = None, progress: bool = True,
-              desc: str | None = None) -> StageResult:
+              desc: str | None = None, evaluate: Callable[[int], dict[str, float]] | None = None,
+              eval_every: int = 0) -> StageResult:
     """Train `stage` up to stage.steps steps, at most `budget` of them in this call (a
     time-limited sitting checkpoints where it stops and resumes later).
 
     run: a scoredec.runs.RunDir for checkpoints and resume (None: in memory only);
-    logger: a scoredec.runs.MetricsLogger (None: no metrics files).
+    logger: a scoredec.runs.MetricsLogger (None: no metrics files);
+    evaluate(step) -> scalars, every `eval_every` steps and at the last one, logged as stage
+    EVAL_STAGE (it must draw from no generator of the training: scoredec.periodic_eval).
+
+    With a run directory, SIGINT/SIGTERM stop the loop after the current step with a
+    checkpoint there and raise scoredec.interrupt.TrainingInterrupted (resume continues it
+    exactly, as after a budget).
 
     Under torchrun (scoredec.distributed) every process runs this loop in step: each computes
     its share of every batch, rank 0 alone writes checkpoints (the others wait for it) and
-    metrics, which are averages over the processes."""
+    metrics, which are averages over the processes; a signal to any process stops all of them
+    after the same step."""
+    if evaluate is not None and eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1 with an evaluate function, got {eval_every}")
     start = 0
     if run is not None:
         stem = run.latest(f"{stage.name}-")
@@ -145,6 +161,8 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             log.info("%s: resumed from %s at step %d", stage.name, stem, start)
             if logger is not None:
                 logger.truncate_after(stage.name, start)
+                if evaluate is not None:
+                    logger.truncate_after(EVAL_STAGE, start)
     distributed.check_stage(stage.name, stage.batch_size, start, stage.modules,
                             {"batches": generator})
     end = stage.steps if budget is None else min(start + budget, stage.steps)
@@ -161,27 +179,41 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
             run.prune(f"{stage.name}-", keep=2)
         distributed.barrier()   # the others go on once the checkpoint is complete
 
-    # disable=None: bars on a terminal only, so CI logs are not flooded.
-    bar = tqdm(total=stage.steps, initial=start, desc=desc or stage.name,
-               disable=None if progress else True, dynamic_ncols=True, leave=False)
+    bar = StageProgress(desc or stage.name, stage.steps, start, enabled=progress)
     for module in stage.modules.values():
         module.train()
-    for step in range(start + 1, end + 1):
-        metrics = distributed.run_step(stage.step, data.sample(stage.batch_size, generator),
-                                       generator)
-        stage.after_step()
-        if step % log_every == 0 or step == end:
-            last = {k: float(v) for k, v in distributed.mean_metrics(metrics).items()}
-            bad = [k for k, v in last.items() if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
-            if logger is not None:
-                logger.log(step, stage.name, **last)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
-        if run is not None and (step % checkpoint_every == 0 or step == end):
-            checkpoint(step)
-        bar.update(1)
-    bar.close()
+    try:
+        with deferred_stop(enabled=run is not None) as stop:
+            for step in range(start + 1, end + 1):
+                metrics = distributed.run_step(stage.step, data.sample(stage.batch_size, generator),
+                                               generator)
+                stage.after_step()
+                if step % log_every == 0 or step == end:
+                    last = {k: float(v) for k, v in distributed.mean_metrics(metrics).items()}
+                    bad = [k for k, v in last.items() if not math.isfinite(v)]
+                    if bad:
+                        raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
+                    if logger is not None:
+                        logger.log(step, stage.name, **last)
+                    bar.set_metrics(last)
+                if evaluate is not None and (step % eval_every == 0 or step == stage.steps):
+                    scores = evaluate(step)
+                    if logger is not None:
+                        logger.log(step, EVAL_STAGE, **scores)
+                    bar.set_metrics({**last, **scores})
+                saved = run is not None and (step % checkpoint_every == 0 or step == end)
+                if saved:
+                    checkpoint(step)
+                bar.update(step)
+                # At the last step too: resume then only finishes the stage. Several processes
+                # stop after the same step, whichever got the signal.
+                if distributed.any_rank(stop.requested):
+                    if not saved:
+                        checkpoint(step)
+                    raise TrainingInterrupted(stage.name, step,
+                                              stop.signal_name or "another process's signal")
+    finally:
+        bar.close()
     if end == stage.steps:
         stage.finish()
     return StageResult(last, end, end - start, end == stage.steps)

@@ -100,7 +100,8 @@ def two_process_run(tmp_path_factory, data_file) -> Path:
 def test_two_processes_train_what_one_trains_and_rank_0_alone_writes(tmp_path, data_file,
                                                                      two_process_run):
     one = tmp_path / "one"
-    assert main(["-q", "train", "all", "--data", str(data_file), "--run", str(one), *TINY]) == 0
+    assert main(["-q", "train", "all", "--data", str(data_file), "--run", str(one), *TINY,
+                 "--no-estimate"]) == 0
     two = two_process_run
     for product in PRODUCTS:
         a, b = tensors(one, product), tensors(two, product)
@@ -213,3 +214,22 @@ def test_a_captured_step_is_refused_on_several_processes(monkeypatch, tmp_path, 
                                          r"processes \(torchrun\), got 'compile'$"):
         train(data_file, TrainConfig(device="cpu", capture="compile"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_other_ranks_view_of_the_run_reads_checkpoints_and_refuses_to_write(tmp_path):
+    from scoredec.checkpoint import save_checkpoint
+    from scoredec.runs import RunDir, RunError, RunView
+
+    with RunDir(tmp_path / "run", {"a": 1}) as run:
+        save_checkpoint(run.checkpoint_stem("behavior-000000006"), modules={"m": torch.nn.Linear(1, 1)},
+                        meta={"step": 6})
+        run.record_latest("behavior-000000006")
+        view = RunView(tmp_path / "run")    # no lock taken: rank 0 holds it
+        assert view.latest("behavior-") == run.latest("behavior-")
+        assert view.latest_step("behavior-") == 6
+        for write in (lambda: view.record_latest("behavior-000000006"),
+                      lambda: view.prune("behavior-", keep=0)):
+            with pytest.raises(RunError, match="this process reads the run; the process holding "
+                                               "its lock writes it"):
+                write()
+    assert view.latest("behavior-") is not None   # nothing was pruned

@@ -31,6 +31,7 @@ from scoredec.data.tensors import Batch
 from scoredec.layout import AgentSpec, to_models
 from scoredec.registry import MethodEntry, config_with, register_method
 from scoredec.nets import StackedBatchNorm, StackedMLP
+from scoredec.periodic_eval import PeriodicEval
 from scoredec.pipeline import RunConfig, StagePlan, drive, open_run, save_actors
 from scoredec.training import Stage
 
@@ -75,15 +76,18 @@ class ActorCriticConfig(BaselineConfig):
 def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_dir: str | Path,
                    make_stage: Callable[[AgentSpec, BaselineConfig], Stage], *,
                    progress: bool = True, budget: int | None = None,
-                   resume: bool = False) -> Path:
+                   resume: bool = False, evaluation: PeriodicEval | None = None,
+                   allow_data_change: bool = False) -> Path:
     """Train one baseline into run_dir and leave its actors as <run>/actors.*.
 
     make_stage(spec, cfg) builds the stage (on the CPU; it is moved to the device here); the
     stage exposes `.actors` (scoredec.actors.Actors). Run by pipeline.drive as one stage seeded
     with cfg.seed: a finished run is skipped; a run with checkpoints needs resume=True.
-    budget: at most that many steps in this call."""
+    budget: at most that many steps in this call; evaluation: the actors' score every K steps;
+    allow_data_change: reopen the run on a dataset whose content changed."""
     with open_run(data_path, run_dir, {"method": method, "train": config_to_dict(cfg)},
-                  cfg.device, batch_sizes={"batch_size": cfg.batch_size}) as opened:
+                  cfg.device, batch_sizes={"batch_size": cfg.batch_size},
+                  allow_data_change=allow_data_change) as opened:
 
         def build() -> tuple[Stage, Callable[[], None]]:
             stage = make_stage(opened.data.spec, cfg)
@@ -93,16 +97,19 @@ def train_baseline(method: str, cfg: BaselineConfig, data_path: str | Path, run_
             return stage, lambda: save_actors(opened.path, stage.actors, meta)
 
         return drive(opened, cfg, [StagePlan("policy", cfg.seed, build)], resume=resume,
-                     progress=progress, budget=budget, desc=method)
+                     progress=progress, budget=budget, desc=method, evaluation=evaluation)
 
 
 def register(name: str, config_cls: type, make_stage, description: str) -> MethodEntry:
     """Register a decentralized baseline under `name` with the suite's train interface."""
-    def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False):
+    def train(data_path, run_dir, *, seed, overrides, progress=True, budget=None, resume=False,
+              evaluation=None, allow_data_change=False):
         cfg = config_with(config_cls, overrides, seed=seed)
         return train_baseline(name, cfg, data_path, run_dir, make_stage, progress=progress,
-                              budget=budget, resume=resume)
-    return register_method(MethodEntry(name, train, centralized=False, description=description))
+                              budget=budget, resume=resume, evaluation=evaluation,
+                              allow_data_change=allow_data_change)
+    return register_method(MethodEntry(name, train, centralized=False, description=description,
+                                       config=config_cls))
 
 
 # --------------------------------------------------------------------------- networks

@@ -1,6 +1,7 @@
 """Plots of the suite's results (matplotlib Agg, atomic writes): bars per task (normalized
-score per quality and method, mean +- std over seeds) and learning curves (the final stage's
-loss over steps, mean over seeds, one panel per quality)."""
+score per quality and method, mean +- std over seeds) and learning curves (mean over seeds,
+one panel per quality): the score over actor steps where the cells were evaluated during
+training (`eval_curve`), else the final stage's loss over steps."""
 
 from __future__ import annotations
 
@@ -55,13 +56,22 @@ def plot_bars(summary, root: Path) -> list[Path]:
     return out
 
 
+def _curve_kind(cells: list[dict], task: str) -> str:
+    """eval_curve where any cell of the task has one (losses of different objectives do not
+    share an axis; scores do), else curve (the loss)."""
+    return ("eval_curve" if any(c.get("eval_curve") for c in cells if c["cell"]["task"] == task)
+            else "curve")
+
+
 def plot_curves(cells: list[dict], root: Path) -> list[Path]:
-    """<root>/plots/curves_<task>.png: per quality, each method's final-stage loss over steps
-    (mean over the seeds that share the same steps)."""
+    """<root>/plots/curves_<task>.png: per quality, each method's score over actor steps (the
+    cells' eval_curve, where a task's cells have them) or final-stage loss over steps (mean over
+    the seeds that share the same steps)."""
     plt = _plt()
     groups: dict[str, dict[str, dict[str, list]]] = {}
+    kinds = {task: _curve_kind(cells, task) for task in {c["cell"]["task"] for c in cells}}
     for c in cells:
-        curve = c.get("curve")
+        curve = c.get(kinds[c["cell"]["task"]])
         if not curve or not curve.get("step"):
             continue
         cell = c["cell"]
@@ -82,8 +92,11 @@ def plot_curves(cells: list[dict], root: Path) -> list[Path]:
                 mean = np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
                 ax.plot(steps, mean, label=method)
             ax.set_title(f"{task} / {quality}")
-            ax.set_xlabel(f"{curves[0]['stage']} step")
-            ax.set_ylabel(curves[0].get("metric", "loss"))
+            scores = kinds[task] == "eval_curve"
+            ax.set_xlabel("actor step" if scores else f"{curves[0]['stage']} step")
+            metric = curves[0].get("metric", "loss")
+            ax.set_ylabel({"normalized": "normalized score (during training)",
+                           "return": "return (during training)"}.get(metric, metric))
         axes[0][0].legend(fontsize=7)
         out.append(_save(fig, Path(root) / "plots" / f"curves_{task}.png"))
         plt.close(fig)

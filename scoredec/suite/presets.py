@@ -28,7 +28,7 @@ from scoredec.datagen.factory import DEFAULT_EPISODES, QUALITIES
 from scoredec.methods import merge
 from scoredec.suite.grid import split_task, task_label
 
-__all__ = ["Preset", "PRESETS", "get_preset", "preset_names", "PAPER_CONFIG"]
+__all__ = ["Preset", "PRESETS", "get_preset", "on_user_dataset", "preset_names", "PAPER_CONFIG"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,12 @@ class Preset:
     share_stages: bool = True
     """Copy a behaviour model or critic that another cell of the OMSD family already trained
     with the same dataset, seed and config instead of training it again (suite/share.py)."""
+    datasets: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Files that replace the generated dataset of a (task, quality): a user's own dataset
+    (`suite --data FILE`, on_user_dataset)."""
+    eval_every: int = 0
+    """Actor steps between evaluations during training (scoredec.periodic_eval: the return
+    curve of the cell JSON and the curves plot; changes no trained number); 0: none."""
     n_agents: int | None = None
     """Learned agents of every task of the grid (spread takes 2..6; tag, world and MaMuJoCo
     only their own count); None: each task's default. Another count than a task's default
@@ -115,8 +121,11 @@ class Preset:
             labels.append(task_label(task, check_agents(task, self.n_agents)))
         return tuple(labels)
 
-    def episodes_for(self, task: str, quality: str) -> int:
-        """Dataset size of one task (label) x quality, in episodes."""
+    def episodes_for(self, task: str, quality: str) -> int | None:
+        """Dataset size of one task (label) x quality, in episodes (None: a user's file, as
+        it is)."""
+        if (task, quality) in self.datasets:
+            return None
         return self.task_episodes.get(split_task(task)[0], self.episodes)[quality]
 
     def eval_episodes_for(self, task: str) -> int:
@@ -327,6 +336,25 @@ def apply_tuned(preset: Preset, path: Path = TUNED_CONFIG) -> Preset:
         for quality, fields in per_quality.items():
             quality_overrides.setdefault(method, {})[quality] = dict(fields)
     return dataclasses.replace(preset, beta=beta, quality_overrides=quality_overrides)
+
+
+def on_user_dataset(preset: Preset, path: Path) -> Preset:
+    """The preset's methods, seeds, sizes and evaluation on one user dataset file: one task (the
+    dataset's environment) and one "quality" (the file's stem), so cells are named
+    METHOD__ENV__STEM__sSEED. The per-quality values (beta, tuned fields) of the preset do not
+    apply: the OMSD family keeps its pipeline's policy.beta."""
+    from scoredec.data.hdf5 import read_dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such dataset file (--data)")
+    env_id = read_dataset(path).env_id   # validated on read: a bad file stops here
+    for what, name in (("file name", path.stem), ("environment id", env_id)):
+        if not name or "__" in name or "/" in name:
+            raise ValueError(f"{path}: the {what} {name!r} names the suite's cells and may not be "
+                             "empty or contain '__' or '/'; rename it")
+    return dataclasses.replace(preset, tasks=(env_id,), qualities=(path.stem,),
+                               datasets={(env_id, path.stem): str(path.resolve())})
 
 
 def get_preset(name: str, tuned: bool = True, **changes) -> Preset:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from scoredec.runs import read_metrics
+from scoredec.training import EVAL_STAGE
 
 __all__ = ["CURVE_POINTS", "run_summary"]
 
@@ -23,7 +24,8 @@ def _thin(points: list, limit: int = CURVE_POINTS) -> list:
 
 
 def run_summary(run: Path) -> dict:
-    """Per-stage wall-clock and steps/s, and the last stage's loss curve, from metrics.jsonl.
+    """Per-stage wall-clock and steps/s, the last stage's loss curve and, where the run was
+    evaluated during training (scoredec.periodic_eval), its score curve, from metrics.jsonl.
 
     A stage's seconds are the sum of the gaps between its consecutive records (the first
     ``log_every`` steps are extrapolated at the stage's rate); a resumed run's downtime is
@@ -33,6 +35,7 @@ def run_summary(run: Path) -> dict:
     stages: dict[str, list[dict]] = {}
     for rec in records:
         stages.setdefault(rec["stage"], []).append(rec)
+    evaluations = stages.pop(EVAL_STAGE, [])
     summary = {}
     for name, recs in stages.items():
         steps = np.array([r["step"] for r in recs], dtype=np.float64)
@@ -53,4 +56,13 @@ def run_summary(run: Path) -> dict:
         points = _thin(points)
         curve = {"stage": name, "metric": "loss", "step": [p[0] for p in points],
                  "value": [p[1] for p in points]}
-    return {"stages": summary, "curve": curve}
+    return {"stages": summary, "curve": curve, "eval_curve": _eval_curve(evaluations)}
+
+
+def _eval_curve(records: list[dict]) -> dict | None:
+    """The normalized score (the return where the task has no reference) over actor steps."""
+    if not records:
+        return None
+    metric = "normalized" if all(r.get("normalized") is not None for r in records) else "return"
+    points = _thin([(r["step"], r.get(metric)) for r in records])
+    return {"metric": metric, "step": [p[0] for p in points], "value": [p[1] for p in points]}
