@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scoredec import sde
+from scoredec import distributed, sde
 from scoredec.config import param
 from scoredec.layout import AgentSpec, ScoreLayout, to_stack
 from scoredec.nets import ACTIVATIONS, PREDICTIONS, SIGMA_DATA, ScoreNet, make_score_net
@@ -120,8 +120,8 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         noise = draw_noise(lay.models, actions.shape[0], lay.x_dim, self.cfg.t_min, 1.0,
                            generator, actions)
         if self.noisy_conditions:
-            noise += (torch.randn(actions.shape, generator=generator, dtype=actions.dtype,
-                                  device=actions.device),)
+            noise += (distributed.draw_rows(torch.randn, actions.shape, 0, generator=generator,
+                                            dtype=actions.dtype, device=actions.device),)
         return noise
 
     def loss(self, obs: Tensor, actions: Tensor, generator: torch.Generator | None = None,
@@ -303,10 +303,10 @@ def sequential_torch(net: ScoreNet, obs: Tensor, x_T: Tensor, step_noise: Tensor
 
 def draw_noise(models: int, batch: int, dim: int, t_min: float, t_max: float,
                generator: torch.Generator | None, like: Tensor) -> tuple[Tensor, Tensor]:
-    """t ~ U(t_min, t_max): [models, batch]; z ~ N(0, I): [models, batch, dim]."""
+    """t ~ U(t_min, t_max): [models, batch]; z ~ N(0, I): [models, batch, dim] (rows: dim 1)."""
     opts = {"dtype": like.dtype, "device": like.device, "generator": generator}
-    t = t_min + (t_max - t_min) * torch.rand(models, batch, **opts)
-    return t, torch.randn(models, batch, dim, **opts)
+    t = t_min + (t_max - t_min) * distributed.draw_rows(torch.rand, (models, batch), 1, **opts)
+    return t, distributed.draw_rows(torch.randn, (models, batch, dim), 1, **opts)
 
 
 @contextlib.contextmanager

@@ -96,10 +96,11 @@ def cmd_bandit(args) -> int:
 # --------------------------------------------------------------------------- train
 
 def cmd_train(args) -> int:
+    from scoredec import distributed
     from scoredec.config import config_to_dict
     from scoredec.methods import family, get_method
     from scoredec.periodic_eval import PeriodicEval
-    from scoredec.pipeline import TrainConfig, train
+    from scoredec.pipeline import TrainConfig, resolve_device, train
 
     evaluation = (PeriodicEval(args.eval_every, episodes=args.eval_episodes)
                   if args.eval_every else None)
@@ -127,14 +128,18 @@ def cmd_train(args) -> int:
                          progress=progress, budget=args.budget, evaluation=evaluation,
                          allow_data_change=args.allow_data_change)
     _print_estimate(args, method, config, stages)
-    if args.wandb:
-        from scoredec.wandb_logger import wandb_run
+    # Under torchrun: one process of a data-parallel training (scoredec/distributed.py); rank 0
+    # writes the run, and so its W&B record.
+    with distributed.launch(resolve_device(cfg.device)):
+        if args.wandb and distributed.is_writer():
+            from scoredec.wandb_logger import wandb_run
 
-        with wandb_run(args.run, {"method": method, **config}, args.wandb, args.wandb_project):
+            with wandb_run(args.run, {"method": method, **config}, args.wandb, args.wandb_project):
+                run = run_training()
+        else:
             run = run_training()
-    else:
-        run = run_training()
-    print(f"run: {run}")
+        if distributed.is_writer():
+            print(f"run: {run}")
     return 0
 
 
@@ -147,7 +152,9 @@ def _print_estimate(args, method: str, config: dict, stages: tuple[str, ...] | N
     from scoredec.progress import format_duration
     from scoredec.timing import estimate_run, remaining_steps, stage_steps, worth_probing
 
-    if args.no_estimate:
+    from scoredec.distributed import launched
+
+    if args.no_estimate or launched():   # the probe times one process, not the torchrun group
         return
     remaining = remaining_steps(Path(args.run), stage_steps(method, config, stages))
     if args.budget is not None:   # this sitting runs at most --budget steps, stages in order
@@ -654,7 +661,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("stage", choices=tuple(STAGE_NAMES), help="stage1 = behaviour models, critic = "
                    "IQL critic, stage2 = actors, all = what the method needs (a baseline: all)")
     p.add_argument("--data", required=True, help="dataset file (.h5; the format: docs/dataset_schema.md)")
-    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory (under torchrun write --run-dir: its own options make "
+                        "--run ambiguous)")
     p.add_argument("--config", help="YAML file of the method's config (TrainConfig for the OMSD "
                                     "family and BC; see configs/, e.g. configs/cpu.yaml)")
     p.add_argument("--resume", action="store_true",
@@ -903,6 +912,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def refuse_launcher(command: str) -> None:
+    """Only `train` splits its work over the processes torchrun starts; any other command would
+    run once per process on the same files (the suite has --shard I/N for a job array)."""
+    from scoredec.distributed import launched
+
+    if command != "train" and launched():
+        raise ValueError(f"`scoredec {command}` runs in one process; under torchrun only `train` "
+                         "does (for the suite use --shard I/N, one job per shard)")
+
+
 # Errors that are the user's input or the file system's answer, not a bug: one line, no
 # traceback (unless --traceback). OSError covers a path that is a directory, a full disk, a
 # permission; its message names the path.
@@ -918,8 +937,12 @@ def resume_command(argv: list[str]) -> str:
     """The command line that continues this one: the same arguments plus --resume."""
     import shlex
 
+    from scoredec.distributed import launched
+
     prog = sys.argv[0] if Path(sys.argv[0]).name == "scoredec" else "scoredec"
     args = list(argv) + ([] if "--resume" in argv else ["--resume"])
+    if launched():   # the torchrun command line is the launcher's, not known here
+        return "torchrun [the same options] -m scoredec " + shlex.join(args)
     return shlex.join([prog, *args])
 
 
@@ -962,6 +985,7 @@ def _main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         set_log_interval(args.progress_every)
+        refuse_launcher(args.command)
         return args.func(args)
     except BrokenPipeError:   # an OSError, but no user error: main() ends quietly
         raise

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoredec import sde
+from scoredec import distributed, sde
 
 WEIGHTINGS = ("score", "vds", "stable")
 T_DRAWS = ("importance", "uniform")
@@ -102,5 +102,5 @@ class TimeDraw:
         """(t [models, batch], z [models, batch, dim]), drawn in that order from generator
         (the uniform draw's numbers are those of scoredec.behavior.draw_noise)."""
         opts = {"dtype": like.dtype, "device": like.device, "generator": generator}
-        t = self.t_from_uniform(torch.rand(models, batch, **opts))
-        return t, torch.randn(models, batch, dim, **opts)
+        t = self.t_from_uniform(distributed.draw_rows(torch.rand, (models, batch), 1, **opts))
+        return t, distributed.draw_rows(torch.randn, (models, batch, dim), 1, **opts)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scoredec import sde
+from scoredec import distributed, sde
 from scoredec.ops import common as op_common
 from scoredec.ops import sampler as op_sampler
 from scoredec.ops import score_compact as op_compact
@@ -127,14 +127,13 @@ class StackedBatchNorm(nn.Module):
 
     def forward(self, x: Tensor, models: slice = slice(None)) -> Tensor:
         if self.training:
-            if x.shape[1] < 2:  # as BatchNorm1d: one row has no batch statistics
+            # Several training processes: the whole batch's statistics (scoredec.distributed).
+            mean, var, rows = distributed.batch_moments(x, dim=1)
+            if rows < 2:  # as BatchNorm1d: one row has no batch statistics
                 raise ValueError(f"StackedBatchNorm in training mode needs a batch of >= 2 rows, "
                                  f"got x of shape {list(x.shape)}; call .eval() to use the "
                                  "running estimates")
-            mean = x.mean(dim=1, keepdim=True)
-            var = x.var(dim=1, unbiased=False, keepdim=True)
             with torch.no_grad():  # basic slices are views: the selected models' estimates move
-                rows = x.shape[1]
                 self.running_mean[models].lerp_(mean, self.momentum)
                 self.running_var[models].lerp_(var * rows / max(rows - 1, 1), self.momentum)
         else:
@@ -301,7 +300,8 @@ class ResNetScoreNet(ScoreNet):
         h = self.embed(torch.cat([x, cond], dim=-1), models)
         h = self.trunk_in(torch.cat([temb, h], dim=-1), models)
         for norm, up, down in zip(self.norms, self.up, self.down):
-            h = h + down(F.relu(up(norm(self.dropout(h), models), models)), models)
+            h = h + down(F.relu(up(norm(distributed.dropout_rows(self.dropout, h), models), models)),
+                         models)
         return self.head(F.relu(h), models)
 
     def _select_backend(self, x, t, backend):

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from scoredec import distributed
 from scoredec.actors import Actors
 from scoredec.behavior import BehaviorConfig, BehaviorModel, BehaviorStage, legacy_defaults
 from scoredec.captured import CAPTURE_MODES, CapturedStep
@@ -36,7 +37,7 @@ from scoredec.layout import AgentSpec
 from scoredec.periodic_eval import PeriodicEval
 from scoredec.registry import family, variant
 from scoredec.policy import PolicyConfig, PolicyObjective, PolicyStage
-from scoredec.runs import MetricsLogger, RunDir
+from scoredec.runs import MetricsLogger, RunDir, RunView
 from scoredec.training import EVAL_STAGE, Stage, run_stage
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,8 @@ class OpenRun:
     def record_session(self) -> None:
         """Write this process into run.json (called when it starts to train in the run)."""
         self.run.record_session(self.origin["data"], self.origin["data_sha256"], str(self.device),
-                                data_changed_from=self.data_changed_from)
+                                data_changed_from=self.data_changed_from,
+                                processes=distributed.describe())
 
     def close(self) -> None:
         self.run.close()
@@ -255,21 +257,33 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     content only) the run dir under its lock, clearing what a killed writer left there.
 
     batch_sizes: {dotted config key: batch size} of the stages to run; a dataset with fewer
-    rows than one of them is refused (every minibatch would repeat rows)."""
-    device = resolve_device(device)
-    check_run_path(run_path)
-    dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
-    for key, size in (batch_sizes or {}).items():
-        if dataset.n_transitions < size:
-            raise DatasetError(str(data_path), None,
-                               f"{dataset.n_transitions} row(s), fewer than {key} = {size} (every "
-                               f"minibatch would repeat rows: use more data or a smaller {key})")
+    rows than one of them is refused (every minibatch would repeat rows).
+
+    Under torchrun (scoredec.distributed) every process reads the dataset (the same content on
+    every node), rank 0 alone opens the run directory, the others a read-only view of it."""
+    device = distributed.place(resolve_device(device))
+    with distributed.together("reading the dataset"):   # one process's error stops them all
+        check_run_path(run_path)
+        dataset = read_dataset(data_path)  # before the run directory: a bad file leaves nothing behind
+        for key, size in (batch_sizes or {}).items():
+            if dataset.n_transitions < size:
+                raise DatasetError(str(data_path), None,
+                                   f"{dataset.n_transitions} row(s), fewer than {key} = {size} (every "
+                                   f"minibatch would repeat rows: use more data or a smaller {key})")
+        distributed.check_divisible(batch_sizes or {}, distributed.world())
+        sha256 = file_sha256(data_path)
+    distributed.same_everywhere(sha256, f"the content (sha256) of {data_path}")
     data_abs = str(Path(data_path).resolve())
-    sha256 = file_sha256(data_path)
-    run = RunDir(run_path, {**config, "data": data_abs}, resume=True)
+    with distributed.together("opening the run directory"):   # the others wait for rank 0's
+        run = (RunDir(run_path, {**config, "data": data_abs}, resume=True)
+               if distributed.is_writer() else None)
+    if run is None:
+        run = RunView(run_path)
     try:
-        changed_from = run.check_data(data_abs, sha256, allow_change=allow_data_change)
-        run.remove_leftovers(PRODUCT_NAMES.values())
+        changed_from = None
+        if distributed.is_writer():
+            changed_from = run.check_data(data_abs, sha256, allow_change=allow_data_change)
+            run.remove_leftovers(PRODUCT_NAMES.values())
         data = OfflineData.from_dataset(dataset, device=device)
     except BaseException:
         run.close()
@@ -345,27 +359,32 @@ def drive(opened: OpenRun, cfg: RunConfig, plans: Sequence[StagePlan], *, resume
             generator = torch.Generator(device=opened.device).manual_seed(plan.seed)
             stage, save = plan.build()
             refuse_silent_restart(opened, stage.name, resume)
-            if logger is None:   # the first stage this process trains
+            if logger is None and distributed.is_writer():   # the first stage this process trains
                 opened.record_session()
                 logger = MetricsLogger(opened.path)
             # Records a killed process logged after the checkpoint the stage resumes from (or,
             # with none, since it began): run_stage logs those steps again.
-            logger.truncate_after(stage.name, opened.run.latest_step(f"{stage.name}-"))
+            if logger is not None:
+                logger.truncate_after(stage.name, opened.run.latest_step(f"{stage.name}-"))
             actors = stage_actors(stage)
+            # Several processes: rank 0 evaluates (it forks the RNGs, so the others' stay equal).
             evaluate = (evaluation.evaluator(actors, opened.origin["env_id"], opened.device)
                         if evaluation is not None and evaluation.every and actors is not None
-                        else None)
+                        and distributed.is_writer() else None)
             if evaluate is not None:   # and the evaluations it made then
                 logger.truncate_after(EVAL_STAGE, opened.run.latest_step(f"{stage.name}-"))
             result = run_stage(stage, opened.data, generator, run=opened.run, logger=logger,
                                log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-                               budget=budget, progress=progress, desc=desc, evaluate=evaluate,
+                               budget=budget, progress=progress and distributed.is_writer(),
+                               desc=desc, evaluate=evaluate,
                                eval_every=evaluation.every if evaluate else 0)
             if not result.finished:
                 log.info("%s: stopped at step %d of %d (budget); resume to continue", label,
                          result.step, stage.steps)
                 return opened.path
-            save()
+            if distributed.is_writer():
+                save()
+            distributed.barrier()   # the next stage (stage 2 loads stage 1's products) reads it
             if budget is not None:
                 budget -= result.steps_run
     finally:
@@ -387,6 +406,10 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
     evaluation: the actors' score every K steps of stage 2 (scoredec.periodic_eval; changes no
     trained number)."""
     validate_config(cfg)   # a config built in code gets the checks a YAML file gets
+    if cfg.capture != "none" and distributed.current() is not None:
+        # A captured step runs its own backward and update, without the gradient average.
+        raise FieldError("capture", f"must be 'none' when training on several processes "
+                                    f"(torchrun), got {cfg.capture!r}")
     wanted = stages_for(cfg.method) if stages is None else stages
     for stage in wanted:
         if stage not in stages_for(cfg.method):

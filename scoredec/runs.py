@@ -39,8 +39,8 @@ from scoredec.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from scoredec.locks import ExclusiveLock
 from scoredec.provenance import hardware, versions
 
-__all__ = ["RunError", "RunDir", "MetricsLogger", "read_metrics", "config_diff", "run_lock",
-           "metrics_sink"]
+__all__ = ["RunError", "RunDir", "RunView", "MetricsLogger", "read_metrics", "config_diff",
+           "run_lock", "metrics_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ class RunDir:
         return known
 
     def record_session(self, data_file: str | os.PathLike, data_sha256: str, device: str, *,
-                       data_changed_from: str | None = None) -> dict:
+                       data_changed_from: str | None = None,
+                       processes: dict | None = None) -> dict:
         """Tie the run to ``data_sha256`` and append this process's session to run.json: time,
         command, versions (with the git commit), hardware. Called when a process starts to
         train in the run, so that reopening a finished run leaves it as it is. Returns the
@@ -235,6 +236,8 @@ class RunDir:
                    "hardware": hardware(str(device))}
         if data_changed_from is not None:
             session["data_changed_from"] = data_changed_from
+        if processes is not None:   # several training processes (torchrun): their count, backend
+            session["processes"] = processes
         record = {"format": RECORD_FORMAT, "data": {"file": str(data_file), "sha256": data_sha256},
                   "sessions": [*record.get("sessions", []), session]}
         atomic_write_json(path, record)
@@ -354,6 +357,24 @@ class RunDir:
                     {"latest": latest if latest not in doomed else None, "sequence": seq},
                 )
         return doomed
+
+
+class RunView(RunDir):
+    """A run directory that another process holds, read only: its checkpoints (latest,
+    latest_step, checkpoint_stem) for the ranks of a multi-process training that do not write
+    (scoredec.distributed: rank 0 holds the RunDir and its lock). Takes no lock; writing raises."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.config_path = self.path / "config.yaml"
+        self._lock = None
+
+    def _read_only(self, *args, **kwargs):
+        raise RunError(f"{self.path}: this process reads the run; the process holding its lock "
+                       "writes it")
+
+    record_latest = prune = remove_leftovers = record_session = _read_only
 
 
 def glob_escape(text: str) -> str:

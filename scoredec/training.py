@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from scoredec import distributed
 from scoredec.checkpoint import load_checkpoint, save_checkpoint
 from scoredec.data.tensors import Batch, OfflineData
 from scoredec.interrupt import TrainingInterrupted, deferred_stop
@@ -113,6 +114,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor,
                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(optimizer)   # several processes: the whole batch's gradient
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -141,7 +143,12 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
 
     With a run directory, SIGINT/SIGTERM stop the loop after the current step with a
     checkpoint there and raise scoredec.interrupt.TrainingInterrupted (resume continues it
-    exactly, as after a budget)."""
+    exactly, as after a budget).
+
+    Under torchrun (scoredec.distributed) every process runs this loop in step: each computes
+    its share of every batch, rank 0 alone writes checkpoints (the others wait for it) and
+    metrics, which are averages over the processes; a signal to any process stops all of them
+    after the same step."""
     if evaluate is not None and eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 with an evaluate function, got {eval_every}")
     start = 0
@@ -156,17 +163,21 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
                 logger.truncate_after(stage.name, start)
                 if evaluate is not None:
                     logger.truncate_after(EVAL_STAGE, start)
+    distributed.check_stage(stage.name, stage.batch_size, start, stage.modules,
+                            {"batches": generator})
     end = stage.steps if budget is None else min(start + budget, stage.steps)
     last: dict[str, float] = {}
 
     def checkpoint(step: int) -> None:
-        tag = checkpoint_tag(stage.name, step)
-        save_checkpoint(run.checkpoint_stem(tag), modules=stage.modules,
-                        optimizers=stage.optimizers, schedulers=stage.schedulers,
-                        generators={"batches": generator},
-                        meta={"step": step, "stage": stage.name})
-        run.record_latest(tag)
-        run.prune(f"{stage.name}-", keep=2)
+        if distributed.is_writer():
+            tag = checkpoint_tag(stage.name, step)
+            save_checkpoint(run.checkpoint_stem(tag), modules=stage.modules,
+                            optimizers=stage.optimizers, schedulers=stage.schedulers,
+                            generators={"batches": generator},
+                            meta={"step": step, "stage": stage.name})
+            run.record_latest(tag)
+            run.prune(f"{stage.name}-", keep=2)
+        distributed.barrier()   # the others go on once the checkpoint is complete
 
     bar = StageProgress(desc or stage.name, stage.steps, start, enabled=progress)
     for module in stage.modules.values():
@@ -174,10 +185,11 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
     try:
         with deferred_stop(enabled=run is not None) as stop:
             for step in range(start + 1, end + 1):
-                metrics = stage.step(data.sample(stage.batch_size, generator), generator)
+                metrics = distributed.run_step(stage.step, data.sample(stage.batch_size, generator),
+                                               generator)
                 stage.after_step()
                 if step % log_every == 0 or step == end:
-                    last = {k: float(v) for k, v in metrics.items()}
+                    last = {k: float(v) for k, v in distributed.mean_metrics(metrics).items()}
                     bad = [k for k, v in last.items() if not math.isfinite(v)]
                     if bad:
                         raise FloatingPointError(f"{stage.name}: non-finite {bad} at step {step}")
@@ -193,10 +205,13 @@ def run_stage(stage: Stage, data: OfflineData, generator: torch.Generator, *, ru
                 if saved:
                     checkpoint(step)
                 bar.update(step)
-                if stop.requested:   # at the last step too: resume then only finishes the stage
+                # At the last step too: resume then only finishes the stage. Several processes
+                # stop after the same step, whichever got the signal.
+                if distributed.any_rank(stop.requested):
                     if not saved:
                         checkpoint(step)
-                    raise TrainingInterrupted(stage.name, step, stop.signal_name)
+                    raise TrainingInterrupted(stage.name, step,
+                                              stop.signal_name or "another process's signal")
     finally:
         bar.close()
     if end == stage.steps:

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from scoredec import distributed
 from scoredec.actors import Actors, squared_error
 from scoredec.config import config_to_dict, param
 from scoredec.data.tensors import Batch
@@ -211,7 +212,8 @@ def td_target(model: ActorCritic, batch: Batch, rewards: Tensor, gamma: float, *
     with torch.no_grad():
         a_next = model.actors_target(batch.next_obs)
         if noise_std > 0:
-            noise = torch.randn(a_next.shape, generator=generator, device=a_next.device)
+            noise = distributed.draw_rows(torch.randn, a_next.shape, 0, generator=generator,
+                                          device=a_next.device)
             noise = (noise * noise_std).clamp(-noise_clip, noise_clip)
             a_next = (a_next + noise).clamp(-1.0, 1.0) * model.actors.out_mask.transpose(0, 1)
         q_next = model.critic_target(batch.next_obs, a_next).min(dim=1).values
@@ -246,9 +248,11 @@ def clip_grad_norm_per_model(params, groups: int, max_norm: float) -> Tensor:
 
 def step_optimizer(optimizer: torch.optim.Optimizer, loss: Tensor, *, groups: int = 1,
                    max_norm: float | None = None, scheduler=None) -> None:
-    """zero_grad, backward, optional per-model gradient clipping, step."""
+    """zero_grad, backward, optional per-model gradient clipping, step (several processes:
+    the gradients are averaged before they are clipped)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(optimizer)
     if max_norm is not None:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         clip_grad_norm_per_model(params, groups, max_norm)

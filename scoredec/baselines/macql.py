@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoredec import distributed
 from scoredec.baselines.common import (ActorCritic, ActorCriticConfig, ActorCriticStage,
                                        agent_rewards, register, step_optimizer, td_target,
                                        twin_td_loss, with_default)
@@ -96,14 +97,16 @@ def cql_penalty(model: ActorCritic, batch: Batch, q_data: Tensor, cfg: CQLConfig
     dims = mask.sum(dim=1)                                                   # [n]
     obs_k = repeat_rows(obs, k)
     shape = (batch_size * k, spec.n_agents, spec.act_max)
-    uniform = (torch.rand(shape, generator=generator, device=obs.device) * 2 - 1) * mask
+    uniform = (distributed.draw_rows(torch.rand, shape, 0, generator=generator, device=obs.device)
+               * 2 - 1) * mask
     candidates = [(uniform, (-dims * math.log(2.0))[:, None].expand(-1, batch_size * k))]
     if cfg.policy_samples:
         std = cfg.policy_sample_noise
         for source in (obs, batch.next_obs):
             with torch.no_grad():
                 a = repeat_rows(model.actors(source), k)
-            noise = torch.randn(shape, generator=generator, device=obs.device) * std * mask
+            noise = distributed.draw_rows(torch.randn, shape, 0, generator=generator,
+                                          device=obs.device) * std * mask
             # log N(noise; 0, std^2 I) over the agent's own dims.
             log_p = (-0.5 * (noise / std) ** 2).sum(-1).t() - dims[:, None] * math.log(
                 std * math.sqrt(2 * math.pi))

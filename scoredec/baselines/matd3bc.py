@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scoredec import distributed
 from scoredec.baselines.common import (ActorCriticConfig, ActorCriticStage, action_mse,
                                        agent_rewards, register, td_target, twin_td_loss)
 from scoredec.config import param
@@ -43,7 +44,7 @@ class TD3BCStage(ActorCriticStage):
     def actor_loss(self, obs, actions):
         pi = self.actors(obs)
         q = self.model.critic.q1(obs, pi)                                   # [n, B]
-        lam = self.cfg.alpha / q.abs().mean(dim=1).detach()
+        lam = self.cfg.alpha / distributed.rows_mean(q.abs(), dim=1)   # the whole batch's
         bc = action_mse(pi, actions, self.spec)
         return (-lam * q.mean(dim=1) + bc).sum(), bc.sum()
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from scoredec import distributed
 from scoredec.baselines.common import action_mse, register
 from scoredec.baselines.macql import CQLConfig, CQLStage, repeat_rows
 from scoredec.config import FieldError, param
@@ -83,7 +84,8 @@ def search_actions(critic_q1, obs: Tensor, act_mask: Tensor, cfg: OMARConfig,
     elites = elite_q = None
     with torch.no_grad():
         for _ in range(cfg.omar_iters):
-            z = torch.randn((batch, k, n, act_max), generator=generator, device=obs.device)
+            z = distributed.draw_rows(torch.randn, (batch, k, n, act_max), 0, generator=generator,
+                                      device=obs.device)
             samples = ((mu[:, None] + sigma[:, None] * z).clamp(-1.0, 1.0)) * mask
             q = critic_q1(obs_k, samples.reshape(batch * k, n, act_max))  # [n, B * k]
             q = q.view(n, batch, k).permute(1, 2, 0)                          # [B, k, n]
