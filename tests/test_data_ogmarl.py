@@ -143,6 +143,17 @@ def test_import_known_answer_and_episode_ends(tmp_path):
     assert ds.attrs["vault_steps"] == 9
 
 
+def test_unit_reward_axis_and_float_flags_read(tmp_path):
+    exp = experience()
+    exp["rewards"] = exp["rewards"][..., None]                # [B, T, N, 1]
+    exp["terminals"] = exp["terminals"].astype(np.float32)    # 0/1 floats
+    vault = vault_path(tmp_path)
+    write_vault(vault, exp)
+    ds = import_ogmarl(vault)
+    assert np.array_equal(ds.rewards, exp["rewards"][0, [0, 1, 2, 3, 4, 5, 7], :, 0])
+    assert np.flatnonzero(ds.terminals).tolist() == [3]
+
+
 def test_batch_rows_are_separate_streams(tmp_path):
     exp = experience(B=2)
     vault = vault_path(tmp_path)
@@ -204,8 +215,8 @@ def test_out_of_range_actions_refused_clipped_or_rescaled(tmp_path):
     exp["actions"][0, 2, 1, 0] = 1.5
     vault = vault_path(tmp_path)
     write_vault(vault, exp)
-    with pytest.raises(DatasetError, match=r"field 'actions': values outside \[-1, 1\] "
-                                           r"\(max 1.5 at batch 0, step 2, agent agent_1, column 0"):
+    with pytest.raises(DatasetError, match=r"field 'actions': values outside \[-1, 1\] \(max "
+                                           r"1.5 at batch 0, step 2, agent agent_1, column 0"):
         import_ogmarl(vault)
     ds = import_ogmarl(vault, clip_actions=True)
     assert ds.actions[2, 1, 0] == 1.0 and ds.attrs["clipped_action_values"] == 1
@@ -325,4 +336,5 @@ def test_cli_discrete_vault_one_line_error(tmp_path, capsys):
                         str(tmp_path / "d.h5"))
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "only continuous-action datasets (MaMuJoCo) can be imported" in lines[0]
+    assert len(lines) == 1
+    assert "only continuous-action datasets (MaMuJoCo) can be imported" in lines[0]

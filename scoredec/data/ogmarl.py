@@ -1,7 +1,9 @@
-"""Importer of OG-MARL's datasets: flashbax Vaults, read with tensorstore alone (docs/dataset_schema.md).
+"""Importer of OG-MARL's datasets: flashbax Vaults, read with tensorstore alone
+(docs/dataset_schema.md).
 
 A Vault (flashbax ``flashbax/vault/vault.py``, format version 1.x) is one directory,
-``<rel_dir>/<vault_name>/<vault_uid>/`` (OG-MARL: ``vaults/og_marl/mamujoco/2halfcheetah.vlt/Good``),
+``<rel_dir>/<vault_name>/<vault_uid>/`` (OG-MARL:
+``vaults/og_marl/mamujoco/2halfcheetah.vlt/Good``),
 holding:
 
 - ``metadata.json``: ``{"version": 1.2, "structure_shape": TREE, "structure_dtype": TREE, ...}``,
@@ -67,7 +69,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'scoredec[ogmarl]' (or pip install tensorstore)"
 METADATA_FILE = "metadata.json"
 VAULT_MAJOR_VERSION = 1
-"""flashbax refuses a Vault whose major version differs from its own (1.2 at the time of writing)."""
+"""flashbax refuses a Vault whose major version differs from its own (1.2 when written)."""
 VAULT_INDEX = "vault_index"
 
 # Vault leaf (dict path) -> what it fills; other leaves are listed in attrs and not read.
@@ -231,7 +233,7 @@ def _per_agent(arrays: dict, name: str, vault: Path, feature_axes: int
     """(agent names or None, [B, S, *feature] per agent) for a stacked ``[B, S, N, *feature]``
     leaf or a dict of per-agent ``[B, S, *feature]`` leaves."""
     if (name,) in arrays:
-        a = arrays[(name,)]
+        a = arrays[(name,)] if feature_axes else _squeeze_last(arrays[(name,)], 3)
         if a.ndim != 3 + feature_axes:
             raise DatasetError(str(vault), name,
                                f"expected [batch, time, agents{', width' * feature_axes}], "
@@ -242,7 +244,7 @@ def _per_agent(arrays: dict, name: str, vault: Path, feature_axes: int
         raise DatasetError(str(vault), name, "no such leaf in metadata.json")
     out = []
     for key in keys:
-        a = arrays[(name, key)]
+        a = arrays[(name, key)] if feature_axes else _squeeze_last(arrays[(name, key)], 2)
         if a.ndim != 2 + feature_axes:
             raise DatasetError(str(vault), f"{name}.{key}",
                                f"expected [batch, time{', width' * feature_axes}], "
@@ -258,10 +260,7 @@ def _squeeze_last(a: np.ndarray, ndim: int) -> np.ndarray:
 
 def _flags(per_agent: list[np.ndarray], vault: Path, field: str) -> np.ndarray:
     """[B, S] bool: every agent's flag set. Agents must agree (episodes end for all at once)."""
-    stacked = np.stack([_squeeze_last(a, 2) for a in per_agent], axis=-1)   # [B, S, N]
-    if stacked.ndim != 3:
-        raise DatasetError(str(vault), field, f"expected [batch, time] flags per agent, got "
-                           f"shape {list(stacked.shape[:-1])}")
+    stacked = np.stack(per_agent, axis=-1)   # [B, S, N]
     if stacked.dtype != np.bool_:
         if not (np.issubdtype(stacked.dtype, np.number)):
             raise DatasetError(str(vault), field, f"expected 0/1 flags, got dtype {stacked.dtype}")
@@ -287,7 +286,7 @@ def _as_float(a: np.ndarray, vault: Path, field: str) -> np.ndarray:
 
 
 def _check_continuous(arrays: dict, vault: Path) -> None:
-    if LEGALS in arrays or any(p[:2] == LEGALS for p in arrays):
+    if any(p[:2] == LEGALS for p in arrays):
         raise DatasetError(str(vault), "actions", DISCRETE_MESSAGE.format(
             why="the Vault has legal-action masks, infos.legals"))
     for path, a in arrays.items():
@@ -404,9 +403,7 @@ def import_ogmarl(
     if len(names) != n:
         raise ValueError(f"agent_names has {len(names)} names, the Vault has {n} agents")
     obs = [_as_float(a, vault, "observations") for a in obs]
-    rew = [_as_float(_squeeze_last(a, 2), vault, "rewards") for a in rew]
-    if any(a.ndim != 2 for a in rew):
-        raise DatasetError(str(vault), "rewards", "expected one reward per agent and step")
+    rew = [_as_float(a, vault, "rewards") for a in rew]
     act, clipped = _actions(act, vault, names, action_bounds, clip_actions)
     terminal = _flags(term, vault, "terminals")
     truncated = _flags(trunc, vault, "truncations")
