@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +339,15 @@ def test_cli_discrete_vault_one_line_error(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert "only continuous-action datasets (MaMuJoCo) can be imported" in lines[0]
+
+
+def test_missing_tensorstore_is_one_line_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    vault = vault_path(tmp_path)
+    write_vault(vault, experience())
+    monkeypatch.setitem(sys.modules, "tensorstore", None)   # import tensorstore -> ImportError
+    code, _, err = _cli(capsys, "data", "import-ogmarl", str(vault), "--out",
+                        str(tmp_path / "d.h5"))
+    assert code == 2
+    assert err.strip() == ("scoredec data: error: reading an OG-MARL Vault needs the tensorstore "
+                           "package, an optional extra: pip install 'scoredec[ogmarl]' (or pip "
+                           "install tensorstore)")

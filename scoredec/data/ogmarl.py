@@ -181,11 +181,11 @@ def _read(store, steps: int, vault: Path, field: str) -> np.ndarray:
 def read_vault(vault_dir: str | os.PathLike) -> tuple[dict[tuple[str, ...], np.ndarray], dict]:
     """Every leaf of a Vault as numpy ``[B, steps, ...]`` (the written steps only) and facts
     about it ({"version", "steps", "batch"}). Raises DatasetError naming the Vault and leaf."""
-    ts = _tensorstore()
     vault = Path(vault_dir)
     if not vault.is_dir():
         raise DatasetError(str(vault), None, "no such directory")
     version, structure = _read_metadata(vault)
+    ts = _tensorstore()
     index = _open(ts, vault, VAULT_INDEX, VAULT_INDEX)
     if tuple(index.shape) != (1,) or not np.issubdtype(index.dtype.numpy_dtype, np.integer):
         raise DatasetError(str(vault), VAULT_INDEX,
@@ -345,7 +345,8 @@ def _stream_plan(term: np.ndarray, trunc: np.ndarray, last_stream: bool
     nxt[term] = np.flatnonzero(term)
     timeouts = np.zeros(S, bool)
     # the row before a dropped row, when both lie in one episode
-    before = np.flatnonzero(drop)[np.flatnonzero(drop) > 0] - 1
+    dropped = np.flatnonzero(drop)
+    before = dropped[dropped > 0] - 1
     before = before[~ended[before]]
     timeouts[before] = True
     if last_stream and not ended[-1] and S >= 2 and not ended[-2]:
