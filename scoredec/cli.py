@@ -408,6 +408,23 @@ def cmd_data_import_omar(args) -> int:
     return 0
 
 
+def cmd_data_import_ogmarl(args) -> int:
+    from scoredec.data.card import remove_card, write_card
+    from scoredec.data.ogmarl import ogmarl_to_hdf5
+    from scoredec.locks import output_lock
+
+    _output_file(args.out, "--out")
+    with output_lock(args.out):   # the file and its card of one writer
+        ds = ogmarl_to_hdf5(args.vault_dir, args.out, env_id=args.env_id, quality=args.quality,
+                            action_bounds=args.action_bounds, clip_actions=args.clip_actions)
+        remove_card(args.out)
+        paths = write_card(ds, args.out)
+    print(f"wrote {args.out} ({ds.n_transitions} transitions, {ds.n_agents} agents; "
+          f"{ds.attrs['dropped_steps']} steps dropped at cut episode ends) and "
+          + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_data_make(args) -> int:
     from scoredec.data.card import card_paths, episode_returns, normalized_score, return_kind_for
     from scoredec.datagen.factory import make_dataset_file
@@ -805,6 +822,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--include-prey", action="store_true",
                    help="tag/world: also import the prey as an agent")
     q.set_defaults(func=cmd_data_import_omar)
+    q = data.add_parser("import-ogmarl", formatter_class=_formatter,
+                        help="convert an OG-MARL dataset (a flashbax Vault, continuous actions)",
+                        description="Reads a flashbax Vault directory (<name>.vlt/<uid>) with "
+                                    "tensorstore (pip install 'scoredec[ogmarl]'), refuses "
+                                    "discrete-action Vaults, keeps terminal steps (next "
+                                    "observation = observation) and drops the last step of an "
+                                    "episode cut without a terminal (the step before becomes a "
+                                    "timeout), validates, writes the HDF5 file atomically and its "
+                                    "card.")
+    q.add_argument("vault_dir", help="the Vault directory, holding metadata.json")
+    q.add_argument("--out", required=True, help="output dataset file (.h5)")
+    q.add_argument("--env-id", help="task name to record (default: the Vault's name without .vlt)")
+    q.add_argument("--quality", help="quality label to record (default: the Vault uid)")
+    q.add_argument("--action-bounds", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="the environment's action Box when not [-1, 1]: rescale to [-1, 1]")
+    q.add_argument("--clip-actions", action="store_true",
+                   help="clip actions outside [-1, 1] instead of refusing them")
+    q.set_defaults(func=cmd_data_import_ogmarl)
     from scoredec.datagen.factory import DEFAULT_EPISODES, MAMUJOCO_TASKS, QUALITIES, TASKS
     q = data.add_parser("make", formatter_class=_formatter,
                         help="generate a seeded dataset (random, medium-replay, medium, expert)",

@@ -492,6 +492,9 @@ def _cli_cases() -> list[Case]:
         Case("data-import-omar-missing-folder",
              lambda w: ["data", "import-omar", str(w.tmp / "none"), "--task", "spread", "--out",
                         str(w.tmp / "d.h5")], "none"),
+        Case("data-import-ogmarl-missing-vault",
+             lambda w: ["data", "import-ogmarl", str(w.tmp / "none.vlt" / "Good"), "--out",
+                        str(w.tmp / "d.h5")], "none.vlt/Good: no such directory"),
     ]
 
 
