@@ -11,6 +11,10 @@ turns one into the other for one way of splitting the joint behaviour mu(a | s):
 
 Later agents' actions are zeroed in a prefix condition and masked out of the first layer, so
 every model has the same input width and all n run in one batched launch.
+
+Stage 2 converts a batch once: ActorLayout.inputs gives the actors' observation stack, and
+ScoreLayout's *_from_models take that stack and the actors' output stack as they are (a
+decentralized stack in agent index order, reordered for a sequential order; or the joint one).
 """
 
 from __future__ import annotations

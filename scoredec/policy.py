@@ -13,6 +13,12 @@ loss_k depends only on pi_k's parameters (a_cur is fixed for the whole step and 
 a_cur_k before pi_k's update), and Adam acts elementwise, so the summed loss gives every actor
 exactly its own update (tests check this against a literal per-agent float64 loop). For the
 same reason g_k is the k-th slice of one gradient of Q at a_cur.
+
+One batch's walk: the reader's arrays, agent-major [B, n, width] and zero-padded
+(data.tensors.OfflineData.sample), are laid out once into the actors' stack o
+(Actors.layout.inputs); the actors run once on o, their masked output stack y is both x0 and
+a_cur of the behaviour models' conditions (ScoreLayout.*_from_models); only the critic, whose
+joint input is the agents' concatenation, reads the agent-major batch and actions.
 """
 
 from __future__ import annotations
