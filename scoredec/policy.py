@@ -102,7 +102,7 @@ class PolicyObjective:
             if (behavior.mode == "joint") != (actors.layout.mode == "joint"):
                 # The loss hands the actors' stacks to the behaviour model as they are.
                 raise ValueError(f"{method}: a {behavior.mode!r} behaviour model needs "
-                                 f"{'a joint' if behavior.mode == 'joint' else 'decentralized'} "
+                                 f"{'joint' if behavior.mode == 'joint' else 'decentralized'} "
                                  f"actors, got {actors.layout.mode!r}")
             behavior.requires_grad_(False).eval()
             critic.requires_grad_(False)
