@@ -45,11 +45,14 @@ class Actors(nn.Module):
         """obs [B, n, obs_max] -> actions [B, n, act_max] in [-1, 1], zero beyond act_dims.
 
         Decentralized: actor k reads only row k of obs."""
-        x = self.layout.inputs(obs)
+        return self.layout.actions_from(self.forward_models(self.layout.inputs(obs)))
+
+    def forward_models(self, x: Tensor) -> Tensor:
+        """The actors on their own stacked layout: x = layout.inputs(obs) [m, B, in_dim] ->
+        [m, B, out_dim], zero beyond act_dims (the one padding mask of the actions)."""
         if self.norm is not None:
             x = self.norm(x)
-        y = torch.tanh(self.mlp(x)) * self.out_mask.to(obs.dtype)
-        return self.layout.actions_from(y)
+        return torch.tanh(self.mlp(x)) * self.out_mask.to(x.dtype)
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:

@@ -164,7 +164,17 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         network runs through its fused op (ScoreNet.forward's backend: as scoredec.ops; the torch
         path on CPU tensors; the kernel backends are forward only and the resnet's compute the
         eval forward). A clean-action net's output is turned into eps here."""
-        cond = self.layout.conditions(obs, actions)
+        return self.epsilon_given(x_t, t, self.layout.conditions(obs, actions), backend=backend)
+
+    def epsilon_from_models(self, x_t: Tensor, t: Tensor, obs: Tensor, actions: Tensor | None = None,
+                            backend: str | None = None) -> Tensor:
+        """epsilon() on the actors' stacked layout (stage 2: no round trip through the
+        agent-major one): obs [n, B, obs_max] and actions [n, B, act_max] in agent index order,
+        or joint [1, B, n * w], as ScoreLayout.conditions_from_models takes them."""
+        return self.epsilon_given(x_t, t, self.layout.conditions_from_models(obs, actions), backend=backend)
+
+    def epsilon_given(self, x_t: Tensor, t: Tensor, cond: Tensor, backend: str | None = None) -> Tensor:
+        """epsilon() at given conditions cond [m, B, cond_dim] (ScoreLayout's)."""
         out = self.net(x_t.contiguous(), t.contiguous(), cond.contiguous(), backend=backend)
         return self.net.eps_from_output(out, x_t, t)
 

@@ -11,6 +11,10 @@ turns one into the other for one way of splitting the joint behaviour mu(a | s):
 
 Later agents' actions are zeroed in a prefix condition and masked out of the first layer, so
 every model has the same input width and all n run in one batched launch.
+
+Stage 2 converts a batch once: ActorLayout.inputs gives the actors' observation stack, and
+ScoreLayout's *_from_models take that stack and the actors' output stack as they are (a
+decentralized stack in agent index order, reordered for a sequential order; or the joint one).
 """
 
 from __future__ import annotations
@@ -70,6 +74,14 @@ def to_stack(x: Tensor, order: tuple[int, ...]) -> Tensor:
     """[B, n, w] -> [n, B, w], model k holding agent order[k]. Basic indexing only: a Python
     list index on CUDA data is a host-to-device copy, which CUDA-graph capture forbids."""
     return torch.stack([x[:, i] for i in order])
+
+
+def reorder(x: Tensor, order: tuple[int, ...]) -> Tensor:
+    """A stack in agent index order [n, B, w] -> model k holding agent order[k] (the tensor
+    itself when order is the index order). Basic indexing only, as to_stack."""
+    if order == tuple(range(len(order))):
+        return x
+    return torch.stack([x[i] for i in order])
 
 
 def from_stack(x: Tensor, order: tuple[int, ...]) -> Tensor:
@@ -139,6 +151,13 @@ class ScoreLayout:
         """actions [B, n, act_max] -> x0 [m, B, x_dim]."""
         return to_models(actions, self.mode == "joint", self.order)
 
+    def targets_from_models(self, y: Tensor) -> Tensor:
+        """The actors' stacked actions y -> x0 [m, B, x_dim], without going through the
+        agent-major layout. y as an ActorLayout of the same jointness gives it: [n, B, act_max]
+        in agent index order (x0 is y in this layout's order), or joint [1, B, n * act_max]
+        (x0 is y)."""
+        return y if self.mode == "joint" else reorder(y, self.order)
+
     def actions_from(self, x: Tensor) -> Tensor:
         """x [m, B, x_dim] -> actions [B, n, act_max]."""
         return from_models(x, self.mode == "joint", self.order)
@@ -148,13 +167,22 @@ class ScoreLayout:
 
         Sequential mode needs actions (dataset actions in stage 1, the current policies'
         actions in stage 2); model k uses only those of agents order[:k]."""
-        o = to_models(obs, self.mode == "joint", self.order)
+        joint, index_order = self.mode == "joint", tuple(range(self.spec.n_agents))
+        return self.conditions_from_models(
+            to_models(obs, joint, index_order),
+            None if actions is None or self.mode != "sequential" else to_stack(actions, index_order))
+
+    def conditions_from_models(self, obs: Tensor, actions: Tensor | None = None) -> Tensor:
+        """conditions() from stacked inputs, as an ActorLayout of the same jointness lays them
+        out (stage 2 passes the actors' own input and output stacks): obs [n, B, obs_max] and
+        actions [n, B, act_max] in agent index order, or joint [1, B, n * w] -> c [m, B, cond_dim]."""
+        o = obs if self.mode == "joint" else reorder(obs, self.order)
         if self.mode != "sequential" or self.spec.n_agents == 1:
             return o
         if actions is None:
             raise ValueError("sequential conditions need the earlier agents' actions")
-        n, batch = self.spec.n_agents, obs.shape[0]
-        earlier = torch.stack([actions[:, i] for i in self.order[:-1]], 1)    # [B, n-1, act_max]
+        n, batch = self.spec.n_agents, obs.shape[1]
+        earlier = torch.stack([actions[i] for i in self.order[:-1]], 1)       # [B, n-1, act_max]
         # Slot j < k of model k: ones below the diagonal, made on the actions' device.
         tri = torch.ones(n, n - 1, dtype=earlier.dtype, device=earlier.device).tril(-1)
         prefix = earlier[:, None] * tri[None, :, :, None]

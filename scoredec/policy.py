@@ -13,6 +13,12 @@ loss_k depends only on pi_k's parameters (a_cur is fixed for the whole step and 
 a_cur_k before pi_k's update), and Adam acts elementwise, so the summed loss gives every actor
 exactly its own update (tests check this against a literal per-agent float64 loop). For the
 same reason g_k is the k-th slice of one gradient of Q at a_cur.
+
+One batch's walk: the reader's arrays, agent-major [B, n, width] and zero-padded
+(data.tensors.OfflineData.sample), are laid out once into the actors' stack o
+(Actors.layout.inputs); the actors run once on o, their masked output stack y is both x0 and
+a_cur of the behaviour models' conditions (ScoreLayout.*_from_models); only the critic, whose
+joint input is the agents' concatenation, reads the agent-major batch and actions.
 """
 
 from __future__ import annotations
@@ -93,6 +99,11 @@ class PolicyObjective:
             if critic is None or critic.scope != spec.critic_scope:
                 raise ValueError(f"{method} needs a '{spec.critic_scope}' critic, got "
                                  f"{None if critic is None else critic.scope!r}")
+            if (behavior.mode == "joint") != (actors.layout.mode == "joint"):
+                # The loss hands the actors' stacks to the behaviour model as they are.
+                raise ValueError(f"{method}: a {behavior.mode!r} behaviour model needs "
+                                 f"{'joint' if behavior.mode == 'joint' else 'decentralized'} "
+                                 f"actors, got {actors.layout.mode!r}")
             behavior.requires_grad_(False).eval()
             critic.requires_grad_(False)
         self.method, self.actors, self.cfg, self.vp = method, actors, cfg, vp
@@ -109,27 +120,33 @@ class PolicyObjective:
              noise: tuple[Tensor, Tensor] | None = None,
              backend: str | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """obs [B, n, obs_max]; data_actions [B, n, act_max] (used by BC only); noise: explicit
-        (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator."""
-        a = self.actors(obs)                                       # [B, n, act_max]
+        (t [m, B], z [m, B, x_dim]) of the score term, else drawn from generator.
+
+        The batch is laid out once: o, the actors' stack of observations, is what the actors and
+        the behaviour models read; the actors' output stack y is the score term's x0 (zero on the
+        padding, the one mask) and the earlier agents' actions of the conditions. The agent-major
+        actions `a` are for the critic's joint view and the guidance term."""
+        o = self.actors.layout.inputs(obs)                         # [m_a, B, in_dim]
+        y = self.actors.forward_models(o)                          # [m_a, B, out_dim]
+        a = self.actors.layout.actions_from(y)                     # [B, n, act_max]
         if self.behavior is None:
             err = squared_error(a, data_actions, self.actors.act_mask.to(obs.dtype)).sum(-1)
             loss = err.mean(0).sum()
             return loss, {"bc": loss.detach()}
-        # One actor pass: `a` carries the gradient; its value is a_cur, the current joint
+        # One actor pass: y (and `a`) carry the gradient; their values are the current joint
         # action at which the frozen behaviour models and critic are evaluated.
-        a_cur = a.detach()
         cfg, lay = self.cfg, self.behavior.layout
-        x0 = lay.targets(a)                                        # [m, B, x_dim]
+        x0 = lay.targets_from_models(y)                            # [m, B, x_dim]
         t, z = noise if noise is not None else self.draw_noise(x0.shape[1], obs, generator)
         with torch.no_grad():
             alpha, sigma = self.vp.alpha_sigma(t)
             x_t = alpha[..., None] * x0.detach() + sigma[..., None] * z
             # The per-agent sequential score evaluation: all n models in one stacked call.
-            e = self.behavior.epsilon(x_t, t, obs, a_cur, backend=backend)
+            e = self.behavior.epsilon_from_models(x_t, t, o, y.detach(), backend=backend)
             if cfg.subtract_noise:
                 e = e - z
             w = self.time_draw.row_weight(alpha, sigma)
-            g, q = critic_action_gradient(self.critic, obs, a_cur)
+            g, q = critic_action_gradient(self.critic, obs, a.detach())
             if cfg.normalize_guidance:
                 mask = self.actors.act_mask.to(g.dtype)
                 rms = ((g ** 2).sum(-1) / mask.sum(-1)).sqrt().clamp(min=1e-8)

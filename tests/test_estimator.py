@@ -94,8 +94,8 @@ class ExactBehavior(nn.Module):
     def mode(self):
         return self.layout.mode
 
-    def epsilon(self, x_t, t, obs, actions=None, backend=None):
-        x0 = self.layout.targets(self.target(obs))
+    def epsilon_from_models(self, x_t, t, obs, actions=None, backend=None):
+        x0 = self.layout.targets_from_models(self.target.forward_models(obs))
         alpha, sigma = self.vp.alpha_sigma(t)
         return (x_t - alpha[..., None] * x0) / sigma[..., None]
 
@@ -124,7 +124,8 @@ def test_exact_model_gives_the_regression_gradient_on_every_row():
         obj = objective(target, cfg)
         obs = torch.randn(33, 3, 6, generator=torch.Generator().manual_seed(2))
         a = obj.actors(obs).detach().requires_grad_(True)
-        obj.actors.forward = lambda o, a=a: a          # differentiate w.r.t. the actions
+        # Differentiate w.r.t. the actions: the loss reads them from the actors' stack.
+        obj.actors.forward_models = lambda o, a=a: obj.actors.layout.inputs(a)
         loss, _ = obj.loss(obs, None, generator=torch.Generator().manual_seed(3))
         (grad,) = torch.autograd.grad(loss, a)
         scale = obj.time_draw.normalizer / (cfg.t_max - cfg.t_min)

@@ -126,6 +126,17 @@ def test_ops_and_kernels_import_nothing_above_them():
     assert not bad, f"ops/kernels importing models, layouts, sampling or RL modules: {bad}"
 
 
+def test_environments_and_the_format_do_not_import_the_generators():
+    """datagen -> envs and datagen -> data, never back: the scripted experts stay in envs/mpe
+    because the spread references every score reads (envs/mpe/references.py) measure them."""
+    bad = {name: sorted(t for t in targets if t.startswith("scoredec.datagen"))
+           for name, targets in GRAPH.items() if name.startswith(("scoredec.envs", "scoredec.data"))
+           and not name.startswith("scoredec.datagen")}
+    bad = {name: targets for name, targets in bad.items() if targets}
+    assert not bad, f"environments or the data format importing the generators: {bad}"
+    assert "scoredec.envs.mpe.experts" in GRAPH["scoredec.datagen.factory"]
+
+
 def test_every_module_imports_alone():
     """Each module imported first in a fresh interpreter state: a child forked from a process
     that has imported torch (and triton) but nothing of scoredec, so that the check takes

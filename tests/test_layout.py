@@ -46,3 +46,18 @@ def test_sequential_needs_actions_and_bad_specs_fail():
         AgentSpec((1, 2), (1,))
     with pytest.raises(ValueError, match=">= 1"):
         AgentSpec((0,), (1,))
+
+
+def test_stage_two_stacks_give_the_agent_major_conditions_and_targets():
+    """The stage-2 loss hands the actors' stacks to the score layout as they are: the same
+    conditions and targets, to the bit, as going through the agent-major batch."""
+    obs = torch.randn(4, 3, 3) * SPEC.obs_mask()
+    act = torch.randn(4, 3, 2) * SPEC.act_mask()
+    for mode, order in (("sequential", (2, 0, 1)), ("sequential", None), ("marginal", None), ("joint", None)):
+        lay = ScoreLayout(SPEC, mode, order=order)
+        actor = ActorLayout(SPEC, "joint" if mode == "joint" else "decentralized")
+        o, y = actor.inputs(obs), actor.inputs(act)
+        assert torch.equal(lay.conditions_from_models(o, y), lay.conditions(obs, act)), (mode, order)
+        assert torch.equal(lay.targets_from_models(y), lay.targets(act)), (mode, order)
+    with pytest.raises(ValueError, match="earlier agents"):
+        ScoreLayout(SPEC, "sequential").conditions_from_models(to_stack(obs, (0, 1, 2)))

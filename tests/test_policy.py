@@ -169,3 +169,6 @@ def test_objective_rejects_mismatched_models():
         PolicyObjective("omsd", Actors(SPEC), PolicyConfig(), behavior, critic)
     with pytest.raises(ValueError, match="method must be"):
         PolicyObjective("td3", Actors(SPEC), PolicyConfig(), behavior, critic)
+    joint = BehaviorModel(SPEC, "joint", small_cfg("compact"))
+    with pytest.raises(ValueError, match="brpo-jal: a 'joint' behaviour model needs joint actors, got 'decentralized'"):
+        PolicyObjective("brpo-jal", Actors(SPEC), PolicyConfig(), joint, critic)
