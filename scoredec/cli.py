@@ -732,7 +732,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "RUN/behaviour_report.json")
     p.add_argument("--task", help="environment id (default: the run's dataset's; another task "
                                   "than the run's is refused)")
-    p.add_argument("--agents", type=int,
+    p.add_argument("--agents", type=_int_at_least(1),
                    help="agent count (default: the run's dataset's; another count is refused)")
     from scoredec.evaluation import MAX_STEPS, TEAM_RETURNS
     p.add_argument("--env", metavar="MODULE:FACTORY",
@@ -855,7 +855,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="25-step episodes; None = the quality's size (" + ", ".join(
                        f"{k} {v:,}" for k, v in DEFAULT_EPISODES.items()) + ")")
     q.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of every random draw")
-    q.add_argument("--agents", type=int,
+    q.add_argument("--agents", type=_int_at_least(1),
                    help="learned agents (when not given: the task's, 3 on MPE). spread takes 2 to "
                         "6 (N agents, N landmarks; the scripted expert scores all N! "
                         "assignments), with reference returns measured at that count; tag and "
@@ -918,8 +918,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="methods (default: every registered method)")
     p.add_argument("--tasks", nargs="+", help="tasks (default: the preset's)")
     p.add_argument("--qualities", nargs="+", help="dataset qualities (default: the preset's)")
-    p.add_argument("--seeds", nargs="+", type=int, help="training seeds (default: the preset's)")
-    p.add_argument("--agents", type=int,
+    p.add_argument("--seeds", nargs="+", type=_int_at_least(0),
+                   help="training seeds (default: the preset's)")
+    p.add_argument("--agents", type=_int_at_least(1),
                    help="agent count of every task (default: each task's; spread takes 2-6, the "
                         "others only their own); cells and datasets get a task label like "
                         "spread-n4, which --tasks also accepts")

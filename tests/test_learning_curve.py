@@ -73,3 +73,14 @@ def test_a_second_policy_config_reuses_the_snapshots(tiny):
     assert (root / "run" / "checkpoints").stat().st_mtime_ns == before   # no behaviour retraining
     policy = load_product(root / "run" / "curve" / "step-000000020" / "steps7", "policy")
     assert policy.config.policy.steps == 7
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--every", "-1"), ("--episodes", "0"),
+                                         ("--budget-minutes", "0")])
+def test_counts_below_one_are_refused_before_anything_runs(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(tmp_path / "d.h5"), "--config", str(tmp_path / "c.yaml"),
+              "--run", str(tmp_path / "run"), "--out", str(tmp_path / "o.jsonl"), flag, value])
+    assert exit_.value.code == 2
+    assert f"{flag} must be" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "o.jsonl").exists()
