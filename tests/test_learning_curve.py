@@ -76,7 +76,7 @@ def test_a_second_policy_config_reuses_the_snapshots(tiny):
 
 
 @pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--every", "-1"), ("--episodes", "0"),
-                                         ("--budget-minutes", "0")])
+                                         ("--budget-minutes", "-1")])
 def test_counts_below_one_are_refused_before_anything_runs(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as exit_:
         main(["--data", str(tmp_path / "d.h5"), "--config", str(tmp_path / "c.yaml"),

@@ -148,8 +148,8 @@ def main(argv=None) -> int:
     for flag in ("steps", "every", "episodes"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.budget_minutes is not None and not args.budget_minutes > 0:
-        p.error(f"--budget-minutes must be > 0, got {args.budget_minutes}")
+    if args.budget_minutes is not None and not args.budget_minutes >= 0:
+        p.error(f"--budget-minutes must be >= 0, got {args.budget_minutes}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(TrainConfig, args.config)
     run_curve(Path(args.data), cfg, Path(args.run), args.steps, args.every, Path(args.out),
