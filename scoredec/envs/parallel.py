@@ -116,15 +116,21 @@ def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def _rescaled_dims(space) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A Box's flat bounds, which dims are bounded, and which of those are rescaled (bounded and
+    not already [-1, 1]): what action_to_env and action_from_env map between."""
+    low, high = _bounds(space)
+    finite = np.isfinite(low) & np.isfinite(high)
+    unit = (low == -1.0) & (high == 1.0)
+    return low, high, finite, finite & ~unit
+
+
 def action_to_env(action: np.ndarray, space) -> np.ndarray:
     """An actor's action in [-1, 1] (flat, the agent's act_dim) -> the env's Box action:
     low + (a + 1) (high - low) / 2 on each bounded dim, unchanged where a bound is infinite
     (and exactly unchanged when the Box is [-1, 1]), in the Box's shape and dtype."""
     a = np.asarray(action, np.float64).reshape(-1)
-    low, high = _bounds(space)
-    finite = np.isfinite(low) & np.isfinite(high)
-    unit = (low == -1.0) & (high == 1.0)
-    scale = finite & ~unit
+    low, high, finite, scale = _rescaled_dims(space)
     out = a.copy()
     out[scale] = low[scale] + (a[scale] + 1.0) * 0.5 * (high[scale] - low[scale])
     out[finite] = np.clip(out[finite], low[finite], high[finite])
@@ -135,10 +141,7 @@ def action_from_env(action: np.ndarray, space) -> np.ndarray:
     """The inverse of action_to_env: an env Box action -> float32 in [-1, 1] (flat), for
     writing a dataset from one's own episodes (the schema stores actions in [-1, 1])."""
     u = np.asarray(action, np.float64).reshape(-1)
-    low, high = _bounds(space)
-    finite = np.isfinite(low) & np.isfinite(high)
-    unit = (low == -1.0) & (high == 1.0)
-    scale = finite & ~unit
+    low, high, _, scale = _rescaled_dims(space)
     out = u.copy()
     out[scale] = 2.0 * (u[scale] - low[scale]) / (high[scale] - low[scale]) - 1.0
     return out.astype(np.float32)
