@@ -134,7 +134,7 @@ class RunDir:
             if resume:
                 self._check_same_config(tuple(allow_changes))
         elif resume:
-            log.info("%s: no previous run to resume; starting a new one", self.path)
+            log.info("%s: a new run", self.path)   # open_run always opens with resume=True
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, yaml.safe_dump(self.config, sort_keys=False))
 
