@@ -69,6 +69,9 @@ class BehaviorConfig:
     cond_noise: float = param(0.2, "std of Gaussian noise added to the earlier agents' actions in "
                                    "the sequential models' conditions while training (0 = none; "
                                    "0.2 measured best, results/README.md)", bounds="[0, inf)")
+    obs_norm: bool = param(False, "standardize every observation feature by the dataset's mean "
+                                  "and std before the score networks (fitted when stage 1 starts, "
+                                  "saved with the model)")
     sample_steps: int = param(15, "solver steps per agent when sampling", bounds="[1, inf)")
     solver: str = param("dpm2", "sampler", choices=sde.SOLVERS)
 
@@ -79,6 +82,7 @@ def legacy_defaults(saved: dict) -> dict:
     noise. Products saved then must rebuild (and resume) as they were trained, not with today's
     defaults."""
     old = {"prediction": "eps", "fourier_scale": sde.FOURIER_SCALE, "ema": 0.0, "cond_noise": 0.0,
+           "obs_norm": False,
            "activation": "mish" if saved.get("arch", "resnet") == "compact" else "relu"}
     return {**old, **saved}
 
@@ -100,6 +104,35 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         self.register_buffer("x_mask", lay.x_mask().to(torch.float32)[:, None, :])
         # Where the condition noise may go (real action columns); built once, not per step.
         self.register_buffer("act_mask", spec.act_mask().to(torch.float32), persistent=False)
+        if cfg.obs_norm:
+            # Identity until fit_observations; saved with the model (a model without the option
+            # has no such buffers, so its files are as before).
+            self.register_buffer("obs_shift", torch.zeros(spec.n_agents, spec.obs_max))
+            self.register_buffer("obs_scale", torch.ones(spec.n_agents, spec.obs_max))
+
+    @torch.no_grad()
+    def fit_observations(self, obs: Tensor) -> None:
+        """Set the observation standardization from the dataset's observations [N, n, obs_max]
+        (float64 moments over all rows; a constant or padding column keeps shift 0, scale 1).
+        Without cfg.obs_norm this does nothing."""
+        if not self.cfg.obs_norm:
+            return
+        rows = obs.detach().to(torch.float64).reshape(-1, *obs.shape[-2:])
+        mean, std = rows.mean(0), rows.std(0, correction=0)
+        varies = std > 1e-6
+        self.obs_shift.copy_(torch.where(varies, mean, torch.zeros_like(mean)))
+        self.obs_scale.copy_(torch.where(varies, std, torch.ones_like(std)))
+
+    def _standardized(self, obs: Tensor, stacked: bool = False) -> Tensor:
+        """obs [B, n, obs_max] (or, stacked, [n, B, obs_max] / joint [1, B, n * obs_max]) with
+        the fitted standardization applied; unchanged without cfg.obs_norm."""
+        if not self.cfg.obs_norm:
+            return obs
+        shift, scale = self.obs_shift.to(obs.dtype), self.obs_scale.to(obs.dtype)
+        if stacked:
+            shift, scale = ((shift.reshape(1, 1, -1), scale.reshape(1, 1, -1)) if self.mode == "joint"
+                            else (shift[:, None], scale[:, None]))
+        return (obs - shift) / scale
 
     @property
     def mode(self) -> str:
@@ -135,6 +168,7 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         without it conditions on the clean actions."""
         x0 = self.layout.targets(actions)
         m, batch, d = x0.shape
+        obs = self._standardized(obs)
         if noise is None:
             noise = self.draw_noise(actions, generator)
         t, z = noise[:2]
@@ -164,14 +198,16 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         network runs through its fused op (ScoreNet.forward's backend: as scoredec.ops; the torch
         path on CPU tensors; the kernel backends are forward only and the resnet's compute the
         eval forward). A clean-action net's output is turned into eps here."""
-        return self.epsilon_given(x_t, t, self.layout.conditions(obs, actions), backend=backend)
+        return self.epsilon_given(x_t, t, self.layout.conditions(self._standardized(obs), actions),
+                                  backend=backend)
 
     def epsilon_from_models(self, x_t: Tensor, t: Tensor, obs: Tensor, actions: Tensor | None = None,
                             backend: str | None = None) -> Tensor:
         """epsilon() on the actors' stacked layout (stage 2: no round trip through the
         agent-major one): obs [n, B, obs_max] and actions [n, B, act_max] in agent index order,
         or joint [1, B, n * w], as ScoreLayout.conditions_from_models takes them."""
-        return self.epsilon_given(x_t, t, self.layout.conditions_from_models(obs, actions), backend=backend)
+        return self.epsilon_given(x_t, t, self.layout.conditions_from_models(
+            self._standardized(obs, stacked=True), actions), backend=backend)
 
     def epsilon_given(self, x_t: Tensor, t: Tensor, cond: Tensor, backend: str | None = None) -> Tensor:
         """epsilon() at given conditions cond [m, B, cond_dim] (ScoreLayout's)."""
@@ -199,6 +235,7 @@ class BehaviorModel(nn.Module, ConditionalSampler):
         elif step_noise is not None:
             raise ValueError(f"step_noise is only used by ddim with eta > 0 (solver={scheduler.name!r}, eta={eta})")
         mask = self.x_mask.to(obs.dtype)
+        obs = self._standardized(obs)
         with eval_mode(self):
             if lay.mode == "sequential":
                 x = sample_sequential(self.net, to_stack(obs, lay.order).contiguous(), noise.contiguous(),

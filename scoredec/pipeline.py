@@ -430,6 +430,8 @@ def train(data_path: str | Path, cfg: TrainConfig, run_path: str | Path,
 def build_stage(opened: OpenRun, cfg: TrainConfig, stage: str) -> tuple[Stage, Callable[[], None]]:
     """One OMSD-family stage on the run's device, and the function that saves its product."""
     module = BUILDERS[stage](opened.data.spec, cfg).to(opened.device)
+    if stage == "behavior":
+        module.fit_observations(opened.data.obs)   # all rows, so every rank fits the same
     trainer = make_stage(stage, module, opened.path, cfg, opened.device)
     if cfg.capture != "none" and stage != "critic":
         trainer = CapturedStep(trainer, cfg.capture)
