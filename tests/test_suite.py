@@ -117,6 +117,13 @@ def test_cpu_preset_overrides_are_valid_configs_with_beta_per_quality():
                for m, cls in (("macql", CQLConfig), ("omar", OMARConfig))}
     assert cheetah["omar"].search == "cem" and cheetah["omar"].omar_samples == 20
     assert all(c.policy_samples and c.gamma == 0.99 for c in cheetah.values())
+    # ... and the OMSD family's behaviour models standardize observations there (not on MPE;
+    # BC has no behaviour model).
+    for m in ("omsd", "brpo-ind", "brpo-ctde", "brpo-jal"):
+        on = {t: config_with(TrainConfig, resolve_overrides(preset, Cell(m, t, "expert", 0)), method=m,
+                             seed=0).behavior.obs_norm for t in ("halfcheetah-2x3", "spread")}
+        assert on == {"halfcheetah-2x3": True, "spread": False}
+    assert "obs_norm" not in resolve_overrides(preset, Cell("bc", "halfcheetah-2x3", "expert", 0))["behavior"]
     spread = config_with(OMARConfig, resolve_overrides(preset, Cell("omar", "spread", "medium", 0)))
     assert spread.search == "softmax" and not spread.policy_samples and spread.gamma == 0.95
     long = get_preset("cpu-long")
