@@ -119,7 +119,8 @@ def build_critic(spec: AgentSpec, cfg: TrainConfig) -> IQLCritic:
 
 
 def build_actors(spec: AgentSpec, cfg: TrainConfig) -> Actors:
-    return Actors(spec, variant(cfg.method).actor_mode, cfg.policy.hidden, cfg.policy.layers)
+    return Actors(spec, variant(cfg.method).actor_mode, cfg.policy.hidden, cfg.policy.layers,
+                  input_norm=cfg.policy.input_norm)
 
 
 BUILDERS = {"behavior": build_behavior, "critic": build_critic, "policy": build_actors}

@@ -62,6 +62,8 @@ class PolicyConfig:
     normalize_guidance: bool = param(False, "divide each agent's Q gradient by its RMS")
     hidden: int = param(256, "actor MLP width", bounds="[1, inf)")
     layers: int = param(2, "actor MLP hidden layers", bounds="[1, inf)")
+    input_norm: bool = param(False, "a BatchNorm on each actor's input (OMAR's networks have one; "
+                                    "batch moments while training, running ones when acting)")
     lr: float = param(3e-4, "Adam learning rate", bounds="(0, inf)")
     lr_end: float = param(0.0, "learning rate at the end of the cosine schedule", bounds="[0, inf)")
     batch_size: int = param(512, "observations per step", bounds="[1, inf)")

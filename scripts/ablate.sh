@@ -26,7 +26,7 @@ fi
 if [[ "$stage" != stage1 ]]; then
   "$BIN/scoredec" -q evaluate "$run" --episodes 100 --envs 100 --seed 1000 >/dev/null
 fi
-if [[ "$stage" != stage2 ]]; then
+if [[ "$stage" != stage2 && -f "$run/behavior.safetensors" ]]; then   # BC has no behaviour model
   "$BIN/scoredec" -q evaluate "$run" --behaviour --seed 1000 >/dev/null
 fi
 "$BIN/python" - "$table" "$name" "$run" "$((SECONDS - start))" "$*" <<'PY'

@@ -125,3 +125,19 @@ def test_training_fits_the_dataset_moments_and_the_product_keeps_them(tmp_path):
     torch.testing.assert_close(model.obs_shift.double(), torch.where(std > 1e-6, obs.mean(0), 0.0),
                                rtol=1e-5, atol=1e-6)
     assert (model.obs_scale != 1).any()
+
+
+def test_policy_input_norm_gives_the_actors_a_batchnorm_that_training_fits(tmp_path):
+    from scoredec.pipeline import load_actors
+
+    data = tmp_path / "spread.h5"
+    write_dataset(data, make_dataset("spread", "medium", episodes=3, seed=3, progress=False))
+    cfg = TrainConfig(method="bc", seed=3, device="cpu", log_every=3, checkpoint_every=5,
+                      policy=PolicyConfig(hidden=8, layers=1, batch_size=8, steps=6, input_norm=True))
+    run = train(data, cfg, tmp_path / "run", progress=False)
+    actors, meta = load_actors(run, "cpu")
+    assert meta["actors"]["input_norm"] and actors.norm is not None and not actors.training
+    assert (actors.norm.running_mean != 0).any()                 # moments of the batches seen
+    plain = train(data, TrainConfig(**{**cfg.__dict__, "policy": PolicyConfig(
+        hidden=8, layers=1, batch_size=8, steps=6)}), tmp_path / "plain", progress=False)
+    assert load_actors(plain, "cpu")[0].norm is None
