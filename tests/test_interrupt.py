@@ -54,8 +54,12 @@ def test_sigint_to_a_training_process_checkpoints_and_the_resumed_run_is_bit_ide
     run = tmp_path / "stopped"
     args = ["-q", "train", "all", "--data", str(data_file), "--run", str(run), *TINY,
             "--behavior.steps", "1000"]
+    # SIGINT back to its default in the child: a test run started in the background of a
+    # non-interactive shell (`.ci/run &`) ignores SIGINT, and a child inherits that (scoredec
+    # rightly keeps an ignored SIGINT ignored), so the Ctrl-C would never arrive.
     proc = subprocess.Popen([sys.executable, "-m", "scoredec.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
