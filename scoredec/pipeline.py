@@ -79,6 +79,11 @@ class TrainConfig(RunConfig):
             raise FieldError("order", f"names an agent twice: {list(self.order)}")
 
 
+ABSENT_AS = {"train.behavior.obs_norm": False, "train.policy.input_norm": False}
+"""Fields added after runs were stored, with the value runs had before them (RunDir.absent_as):
+a run stored without them resumes while they keep that value."""
+
+
 def saved_train_config(saved: dict) -> dict:
     """A TrainConfig dict read from a product's JSON, with the behaviour fields that products
     saved before they existed lack filled with the values those products were trained with."""
@@ -276,7 +281,7 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     distributed.same_everywhere(sha256, f"the content (sha256) of {data_path}")
     data_abs = str(Path(data_path).resolve())
     with distributed.together("opening the run directory"):   # the others wait for rank 0's
-        run = (RunDir(run_path, {**config, "data": data_abs}, resume=True)
+        run = (RunDir(run_path, {**config, "data": data_abs}, resume=True, absent_as=ABSENT_AS)
                if distributed.is_writer() else None)
     if run is None:
         run = RunView(run_path)

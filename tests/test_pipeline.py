@@ -1,9 +1,11 @@
 """`scoredec train` end to end on a tiny bandit dataset: products, skipping, exact resume."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from scoredec.behavior import BehaviorConfig
@@ -12,7 +14,7 @@ from scoredec.data.hdf5 import write_dataset
 from scoredec.envs import bandit
 from scoredec.pipeline import TrainConfig, load_product, train
 from scoredec.policy import PolicyConfig
-from scoredec.runs import read_metrics
+from scoredec.runs import RunError, read_metrics
 
 STEPS = 12
 
@@ -86,3 +88,22 @@ def test_bc_needs_only_the_policy_stage(data_file, tmp_path):
     assert (run / "actors.json").exists() and not (run / "behavior.json").exists()
     with pytest.raises(ValueError, match="no stage"):
         train(data_file, tiny_config("bc"), tmp_path / "bc2", stages=("critic",), progress=False)
+
+
+def test_a_run_stored_before_newer_fields_resumes(data_file, tmp_path):
+    # config.yaml written before behavior.obs_norm and policy.input_norm existed: resuming with
+    # both at the value runs had then continues (pipeline.ABSENT_AS); turning one on is refused.
+    cfg = tiny_config()
+    run = tmp_path / "old"
+    train(data_file, cfg, run, budget=7, progress=False)
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    del stored["train"]["behavior"]["obs_norm"], stored["train"]["policy"]["input_norm"]
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(RunError, match=r"train\.policy\.input_norm"):
+        train(data_file, dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, input_norm=True)),
+              run, resume=True, progress=False)
+    train(data_file, cfg, run, resume=True, progress=False)
+    straight = train(data_file, cfg, tmp_path / "straight", progress=False)
+    for name in ("behavior", "critic", "actors"):
+        a, b = weights(run, name), weights(straight, name)
+        assert all(torch.equal(a[k], b[k]) for k in a)

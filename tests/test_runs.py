@@ -67,6 +67,21 @@ def test_resume_different_config_lists_keys(tmp_path):
     RunDir(tmp_path / "r", {**CONFIG, "seed": 1}, resume=True, allow_changes=("seed",))
 
 
+def test_fields_added_later_read_as_their_old_value_in_a_stored_config(tmp_path):
+    # A run stored before stage2.norm existed resumes while the field keeps the value runs had
+    # then; another value, or a field not declared, is still a difference.
+    run = RunDir(tmp_path / "r", CONFIG)
+    _save(run, "stage1-000001")
+    absent = {"stage2.norm": False}
+    newer = {**CONFIG, "stage2": {**CONFIG["stage2"], "norm": False}}
+    with pytest.raises(RunError, match=r"stage2\.norm"):
+        RunDir(tmp_path / "r", newer, resume=True)
+    with pytest.raises(RunError, match=r"stage2\.norm"):
+        RunDir(tmp_path / "r", {**CONFIG, "stage2": {**CONFIG["stage2"], "norm": True}}, resume=True,
+               absent_as=absent)
+    RunDir(tmp_path / "r", newer, resume=True, absent_as=absent)
+
+
 def test_resume_without_previous_run_starts_fresh(tmp_path):
     run = RunDir(tmp_path / "new", CONFIG, resume=True)
     assert run.latest("stage1") is None
