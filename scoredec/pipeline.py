@@ -79,17 +79,22 @@ class TrainConfig(RunConfig):
             raise FieldError("order", f"names an agent twice: {list(self.order)}")
 
 
-ABSENT_AS = {"train.behavior.obs_norm": False, "train.policy.input_norm": False}
-"""Fields added after runs were stored, with the value runs had before them (RunDir.absent_as):
-a run stored without them resumes while they keep that value."""
-
-
 def saved_train_config(saved: dict) -> dict:
-    """A TrainConfig dict read from a product's JSON, with the behaviour fields that products
-    saved before they existed lack filled with the values those products were trained with."""
-    if "behavior" not in saved:
-        return saved
-    return {**saved, "behavior": legacy_defaults(saved["behavior"])}
+    """A TrainConfig dict read from a product's JSON or a run's config.yaml, with the fields that
+    configs saved before they existed lack filled with the values they were trained with."""
+    out = dict(saved)
+    if "behavior" in saved:
+        out["behavior"] = legacy_defaults(saved["behavior"])
+    if "policy" in saved:
+        out["policy"] = {"input_norm": False, **saved["policy"]}
+    return out
+
+
+def _stored_run_config(stored: dict) -> dict:
+    """A run's stored config.yaml ({"train": ..., "data": ...}) completed as saved_train_config
+    completes its train section (RunDir.complete_stored)."""
+    train = stored.get("train")
+    return {**stored, "train": saved_train_config(train)} if isinstance(train, dict) else stored
 
 
 def resolve_device(name: str) -> torch.device:
@@ -281,7 +286,8 @@ def open_run(data_path: str | Path, run_path: str | Path, config: dict, device: 
     distributed.same_everywhere(sha256, f"the content (sha256) of {data_path}")
     data_abs = str(Path(data_path).resolve())
     with distributed.together("opening the run directory"):   # the others wait for rank 0's
-        run = (RunDir(run_path, {**config, "data": data_abs}, resume=True, absent_as=ABSENT_AS)
+        run = (RunDir(run_path, {**config, "data": data_abs}, resume=True,
+                      complete_stored=_stored_run_config)
                if distributed.is_writer() else None)
     if run is None:
         run = RunView(run_path)

@@ -101,9 +101,9 @@ class RunDir:
         config: the resolved config (dict or config dataclass); written to ``config.yaml``.
         resume: continue the run stored in ``path``. The stored config must equal ``config``
             except for dotted keys listed in ``allow_changes`` (prefixes match whole sections).
-        absent_as: {dotted key: value} of fields added after a run may have been stored, with
-            the value that reproduces what runs did before them: a stored config without the
-            key reads as having that value (so an old run resumes when the field keeps it).
+        complete_stored: fills a stored config's missing keys (fields added after it was
+            written) with the values runs had before them; the comparison reads its result, so
+            an old run resumes while a new field keeps that value.
     """
 
     def __init__(
@@ -113,14 +113,14 @@ class RunDir:
         *,
         resume: bool = False,
         allow_changes: Iterable[str] = (),
-        absent_as: dict[str, Any] | None = None,
+        complete_stored: Callable[[dict], dict] | None = None,
     ) -> None:
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.config_path = self.path / "config.yaml"
         self.resume = resume
         self.config = _normalize(config)
-        self.absent_as = dict(absent_as or {})
+        self.complete_stored = complete_stored
         self._lock: ExclusiveLock | None = run_lock(self.path)
         try:
             self._open(allow_changes)
@@ -166,13 +166,12 @@ class RunDir:
             stored = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as e:
             raise RunError(f"{self.config_path}: cannot read the stored config: {e}") from e
-        missing = set(_flatten(self.config)) - set(_flatten(stored))
+        if self.complete_stored is not None:
+            stored = self.complete_stored(stored)
         differ = [
             k
             for k in config_diff(stored, self.config)
             if not any(k == a or k.startswith(a + ".") for a in allow)
-            and not (k in missing and k in self.absent_as
-                     and _flatten(self.config)[k] == self.absent_as[k])
         ]
         if differ:
             raise RunError(

@@ -7,13 +7,12 @@ the noise prediction (agent-major and stacked, as stage 2 calls it) and the samp
 import pytest
 import torch
 
-from scoredec.behavior import BehaviorModel, legacy_defaults
+from scoredec.behavior import BehaviorConfig, BehaviorModel, legacy_defaults
+from scoredec.critic import CriticConfig
 from scoredec.data.hdf5 import write_dataset
 from scoredec.datagen.factory import make_dataset
 from scoredec.layout import AgentSpec, to_stack
 from scoredec.pipeline import TrainConfig, load_product, train
-from scoredec.behavior import BehaviorConfig
-from scoredec.critic import CriticConfig
 from scoredec.policy import PolicyConfig
 
 from test_nets import random_batch, small_cfg

@@ -92,7 +92,7 @@ def test_bc_needs_only_the_policy_stage(data_file, tmp_path):
 
 def test_a_run_stored_before_newer_fields_resumes(data_file, tmp_path):
     # config.yaml written before behavior.obs_norm and policy.input_norm existed: resuming with
-    # both at the value runs had then continues (pipeline.ABSENT_AS); turning one on is refused.
+    # both at the value runs had then continues (pipeline.saved_train_config); turning one on is refused.
     cfg = tiny_config()
     run = tmp_path / "old"
     train(data_file, cfg, run, budget=7, progress=False)

@@ -72,14 +72,15 @@ def test_fields_added_later_read_as_their_old_value_in_a_stored_config(tmp_path)
     # then; another value, or a field not declared, is still a difference.
     run = RunDir(tmp_path / "r", CONFIG)
     _save(run, "stage1-000001")
-    absent = {"stage2.norm": False}
+    def absent(stored):                          # stage2.norm was False before it existed
+        return {**stored, "stage2": {"norm": False, **stored["stage2"]}}
     newer = {**CONFIG, "stage2": {**CONFIG["stage2"], "norm": False}}
     with pytest.raises(RunError, match=r"stage2\.norm"):
         RunDir(tmp_path / "r", newer, resume=True)
     with pytest.raises(RunError, match=r"stage2\.norm"):
         RunDir(tmp_path / "r", {**CONFIG, "stage2": {**CONFIG["stage2"], "norm": True}}, resume=True,
-               absent_as=absent)
-    RunDir(tmp_path / "r", newer, resume=True, absent_as=absent)
+               complete_stored=absent)
+    RunDir(tmp_path / "r", newer, resume=True, complete_stored=absent)
 
 
 def test_resume_without_previous_run_starts_fresh(tmp_path):

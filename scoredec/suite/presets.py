@@ -246,8 +246,9 @@ def cpu() -> Preset:
                       "omar": {t: dict(mamujoco_omar) for t in mamujoco}}
     # The behaviour score nets standardize MaMuJoCo observations (joint velocities std 7-10
     # against 0.3-0.5 for the angles; MADiff's and Diffuser's normalizers do the same): +4.6
-    # and +6.9 on the OMSD actors of HalfCheetah medium and expert, tuning seed (results/
-    # README.md). MPE observations are near unit scale; there it was not measured.
+    # and +6.9 on the OMSD actors of HalfCheetah medium and expert on the tuning seed, within
+    # noise on the reported seeds (results/README.md). MPE observations are near unit scale;
+    # there it was not measured.
     for method in family():
         if variant(method).score_mode is not None:
             task_overrides[method] = {t: {"behavior": {"obs_norm": True}} for t in mamujoco}
